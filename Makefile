@@ -1,0 +1,38 @@
+# wearfhir — every target sets up what it needs (venv, pip packages) on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "wearfhir needs Python 3.11 or 3.12 (Bytewax 0.21 wheels)"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP)
+
+demo: setup  ## generate a synthetic Apple Health export and import it to FHIR NDJSON (no servers)
+	$(BIN)/wearfhir demo --workdir demo-output
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: setup  ## the import benchmark (see bench/README.md); BENCH_RECORDS=1000000 by default
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/import_bench.py --records $${BENCH_RECORDS:-1000000}
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache bench/work

@@ -1,0 +1,1 @@
+"""Pure numpy windowing and statistics: per (patient, metric, window) summaries and time in range."""

@@ -1,0 +1,1 @@
+"""Apple HealthKit sources: the ``export.zip`` / ``export.xml`` an iPhone writes."""

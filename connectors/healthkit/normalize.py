@@ -1,0 +1,353 @@
+"""HealthKit export elements → canonical samples (or rejections with a reason). Pure: no I/O.
+
+Receives the top-level elements from :class:`~connectors.healthkit.xml_stream.HealthDataStream` and
+turns each into a :class:`~mappers.sample.Sample` in canonical UCUM units, or a
+:class:`~mappers.sample.Rejection` that says what was wrong and where. Nothing is dropped silently:
+unknown and known-but-unmapped types are counted by type.
+
+Blood pressure: the children of a ``Correlation`` also appear as top-level ``Record``s. Top-level
+systolic/diastolic records are held back until the end of input; those that belong to a correlation
+are written once, as the panel, and only orphans are written on their own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from datetime import date, datetime
+
+from mappers.sample import DeviceInfo, Rejection, Sample, SampleBatch, SourceInfo
+from mappers.tables import HealthKitTable, HealthKitType, Metric
+from mappers.units import convert
+from wearfhir.errors import ConfigError
+
+__all__ = ["HealthKitNormalizer", "parse_device"]
+
+ORIGIN = "healthkit"
+Attrs = dict[str, str]
+_DEVICE_KEYS = {"name", "manufacturer", "model", "hardware", "software"}
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z ]*\Z")
+
+
+def parse_device(text: str) -> DeviceInfo | None:
+    """Parse HealthKit's device description (``<<HKDevice: 0x…>, name:Apple Watch, model:Watch, …>``)."""
+    body = text.strip()
+    if body.startswith("<<HKDevice"):
+        close = body.find(">,")
+        body = body[close + 2:] if close != -1 else ""
+    body = body.rstrip(">").strip()
+    fields: dict[str, str] = {}
+    last: str | None = None
+    for piece in body.split(", "):
+        key, sep, value = piece.partition(":")
+        if sep and _FIELD_NAME.match(key):
+            last = key
+            fields[last] = value.strip()
+        elif last is not None:
+            fields[last] = f"{fields[last]}, {piece}"
+    info = {k: fields.get(k) or None for k in _DEVICE_KEYS}
+    if not any(info.values()):
+        return None
+    return DeviceInfo(info["name"], info["manufacturer"], info["model"], info["hardware"], info["software"])
+
+
+def _activity_code(activity: str) -> str:
+    name = activity.removeprefix("HKWorkoutActivityType")
+    return _CAMEL.sub("_", name).lower() or "other"
+
+
+class HealthKitNormalizer:
+    """Stateful converter for one export of one patient; implements ``HealthDataHandler``."""
+
+    def __init__(self, patient: str, table: HealthKitTable, metrics: dict[str, Metric]) -> None:
+        self.patient = patient
+        self._table = table
+        self._metrics = metrics
+        self._types = table.types
+        self.records_by_type: Counter[str] = Counter()
+        self.unknown_types: Counter[str] = Counter()
+        self.unmapped_types: Counter[str] = Counter()
+        self.other_elements: Counter[str] = Counter()
+        self.bp_merged = 0
+        self.gender: str | None = None
+        self.birth_date: date | None = None
+        self._batches: dict[str, list[Sample]] = defaultdict(list)
+        self._rejections: list[Rejection] = []
+        self._sources: dict[tuple[str, str | None, str | None], SourceInfo] = {}
+        self._devices: dict[str, DeviceInfo | None] = {}
+        self._conversions: dict[tuple[str, str, str], tuple[Metric, float, float] | str] = {}
+        self._bp_members = {t for _, members in table.correlations.values() for t in members}
+        self._bp_pending: list[tuple[tuple[str, str, str, str], Sample]] = []
+        self._bp_consumed: set[tuple[str, str, str, str]] = set()
+
+    # ---- output ---------------------------------------------------------------------------------------
+    def drain(self) -> tuple[list[SampleBatch], list[Rejection]]:
+        """Take the samples (grouped per metric) and rejections produced since the last drain."""
+        batches = [SampleBatch(self.patient, metric, samples) for metric, samples in self._batches.items()]
+        rejections = self._rejections
+        self._batches = defaultdict(list)
+        self._rejections = []
+        return batches, rejections
+
+    def finish(self) -> None:
+        """End of input: release top-level blood-pressure records that no correlation claimed."""
+        for identity, sample in self._bp_pending:
+            if identity in self._bp_consumed:
+                self.bp_merged += 1
+            else:
+                self._batches[sample.metric].append(sample)
+        self._bp_pending = []
+
+    def _reject(self, reason: str, line: int, vendor_type: str | None, detail: str | None = None) -> None:
+        self._rejections.append(Rejection(ORIGIN, reason, f"line {line}", vendor_type, detail))
+
+    # ---- shared pieces --------------------------------------------------------------------------------
+    def _source(self, attrs: Attrs) -> SourceInfo:
+        key = (attrs.get("sourceName") or "unknown source", attrs.get("sourceVersion"), attrs.get("device"))
+        source = self._sources.get(key)
+        if source is None:
+            device_text = key[2]
+            device = None
+            if device_text:
+                if device_text not in self._devices:
+                    self._devices[device_text] = parse_device(device_text)
+                device = self._devices[device_text]
+            source = self._sources[key] = SourceInfo(key[0], key[1], device)
+        return source
+
+    def _interval(self, attrs: Attrs, line: int, vendor_type: str) -> tuple[datetime, datetime] | None:
+        start_text = attrs.get("startDate")
+        end_text = attrs.get("endDate") or start_text
+        try:
+            start = datetime.fromisoformat(start_text)  # type: ignore[arg-type]
+            end = start if end_text == start_text else datetime.fromisoformat(end_text)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            self._reject("unparsable date", line, vendor_type,
+                         "startDate/endDate must look like '2024-03-10 08:15:00 -0500'")
+            return None
+        if start.tzinfo is None or end.tzinfo is None:
+            self._reject("date without UTC offset", line, vendor_type, "dates must carry an offset such as -0500")
+            return None
+        if end < start:
+            self._reject("endDate before startDate", line, vendor_type)
+            return None
+        return start, end
+
+    def _conversion(self, spec: HealthKitType, unit: str, metric_key: str) -> tuple[Metric, float, float] | str:
+        key = (spec.identifier, unit, metric_key)
+        found = self._conversions.get(key)
+        if found is None:
+            metric = self._metrics[metric_key]
+            try:
+                factor, offset = self._table.unit_conversion(spec, unit, metric.unit)
+                found = (metric, factor, offset)
+            except ConfigError as exc:
+                found = f"{exc}; expected a unit convertible to {metric.unit}"
+            self._conversions[key] = found
+        return found
+
+    def _quantity(self, spec: HealthKitType, raw: str | None, unit: str, metric_key: str, line: int,
+                  ) -> float | None:
+        """Parse, convert, round and range-check one value; reject (and return None) when it is bad."""
+        if raw is None or not raw.strip():
+            self._reject("missing value", line, spec.identifier)
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            self._reject("non-numeric value", line, spec.identifier)
+            return None
+        if value != value or value in (float("inf"), float("-inf")):
+            self._reject("non-numeric value", line, spec.identifier)
+            return None
+        conv = self._conversion(spec, unit, metric_key)
+        if isinstance(conv, str):
+            self._reject("unknown unit", line, spec.identifier, conv)
+            return None
+        metric, factor, offset = conv
+        value = round(value * factor + offset, metric.decimals)
+        if metric.decimals == 0:
+            value = int(value)
+        bounds = metric.value_range
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            self._reject("value out of plausible range", line, spec.identifier,
+                         f"{metric.display} must be within {bounds[0]:g}-{bounds[1]:g} {metric.unit} "
+                         f"after conversion from {unit!r}")
+            return None
+        return value
+
+    def _metric_for(self, spec: HealthKitType, source: SourceInfo) -> str:
+        if spec.cgm_metric and any(s in source.name for s in spec.cgm_sources):
+            return spec.cgm_metric
+        return spec.metric
+
+    # ---- HealthDataHandler ----------------------------------------------------------------------------
+    def me(self, attrs: Attrs) -> None:
+        """The export owner's characteristics (kept for the NDJSON Patient)."""
+        self.gender = attrs.get("HKCharacteristicTypeIdentifierBiologicalSex")
+        dob = attrs.get("HKCharacteristicTypeIdentifierDateOfBirth")
+        if dob:
+            try:
+                self.birth_date = date.fromisoformat(dob)
+            except ValueError:
+                self.birth_date = None
+
+    def other(self, name: str) -> None:
+        """A top-level element wearfhir does not map (ActivitySummary, ClinicalRecord, ...)."""
+        self.other_elements[name] += 1
+
+    def malformed(self, message: str, line: int) -> None:
+        """A syntax error in the XML; the parser has skipped to the next element."""
+        self._reject("malformed XML", line, None, message)
+
+    def record(self, attrs: Attrs, metadata: Attrs, line: int) -> None:
+        """One top-level ``<Record>``."""
+        vendor_type = attrs.get("type")
+        if not vendor_type:
+            self._reject("missing type", line, None, "a <Record> without a type attribute")
+            return
+        self.records_by_type[vendor_type] += 1
+        spec = self._types.get(vendor_type)
+        if spec is None:
+            if vendor_type in self._table.known_unmapped:
+                self.unmapped_types[vendor_type] += 1
+            else:
+                self.unknown_types[vendor_type] += 1
+            return
+        sample = self._sample(spec, attrs, metadata, line)
+        if sample is None:
+            return
+        if vendor_type in self._bp_members:
+            identity = (vendor_type, attrs.get("sourceName", ""), attrs.get("startDate", ""),
+                        attrs.get("endDate", ""))
+            self._bp_pending.append((identity, sample))
+            return
+        self._batches[sample.metric].append(sample)
+
+    def _sample(self, spec: HealthKitType, attrs: Attrs, metadata: Attrs, line: int) -> Sample | None:
+        interval = self._interval(attrs, line, spec.identifier)
+        if interval is None:
+            return None
+        source = self._source(attrs)
+        metric_key = self._metric_for(spec, source)
+        raw = attrs.get("value")
+        value: float | None = None
+        code: str | None = None
+        unit: str | None = None
+        vendor_code: str | None = None
+        if spec.values:
+            if not raw:
+                self._reject("missing value", line, spec.identifier, "a category record needs a value")
+                return None
+            code = spec.values.get(raw)
+            if code is None:
+                shown = raw if raw.startswith("HKCategoryValue") and len(raw) < 80 else "(not shown)"
+                self._reject("unknown category value", line, spec.identifier, f"value {shown} is not mapped")
+                return None
+            vendor_code = raw
+        else:
+            value = self._quantity(spec, raw, attrs.get("unit", ""), metric_key, line)
+            if value is None:
+                return None
+            unit = self._metrics[metric_key].unit
+        return Sample(
+            self.patient, metric_key, value, code, unit, interval[0], interval[1], source, ORIGIN,
+            spec.identifier, metadata.get("HKExternalUUID"), (), metadata.get("HKTimeZone"),
+            metadata.get("HKWasUserEntered") == "1", vendor_code,
+        )
+
+    def correlation(self, attrs: Attrs, metadata: Attrs, records: list[tuple[Attrs, Attrs]], line: int) -> None:
+        """A ``<Correlation>``: blood pressure becomes one panel sample."""
+        vendor_type = attrs.get("type") or ""
+        self.records_by_type[vendor_type] += 1
+        mapping = self._table.correlations.get(vendor_type)
+        if mapping is None:
+            if vendor_type in self._table.known_unmapped:
+                self.unmapped_types[vendor_type] += 1
+            else:
+                self.unknown_types[vendor_type] += 1
+            return
+        panel_key, members = mapping
+        interval = self._interval(attrs, line, vendor_type)
+        if interval is None:
+            return
+        components: list[tuple[str, float]] = []
+        identities = []
+        for child, _child_meta in records:
+            child_type = child.get("type", "")
+            member_metric = members.get(child_type)
+            if member_metric is None:
+                continue
+            value = self._quantity(self._types[child_type], child.get("value"), child.get("unit", ""),
+                                   member_metric, line)
+            if value is None:
+                return
+            components.append((member_metric, value))
+            identities.append((child_type, child.get("sourceName", ""), child.get("startDate", ""),
+                               child.get("endDate", "")))
+        if not components:
+            self._reject("empty correlation", line, vendor_type, "a blood-pressure correlation with no readings")
+            return
+        order = self._metrics[panel_key].components
+        components.sort(key=lambda c: order.index(c[0]) if c[0] in order else len(order))
+        self._bp_consumed.update(identities)
+        source = self._source(attrs)
+        self._batches[panel_key].append(Sample(
+            self.patient, panel_key, None, None, self._metrics[panel_key].unit, interval[0], interval[1],
+            source, ORIGIN, vendor_type, metadata.get("HKExternalUUID"), tuple(components),
+            metadata.get("HKTimeZone"), metadata.get("HKWasUserEntered") == "1", None,
+        ))
+
+    def workout(self, attrs: Attrs, metadata: Attrs, statistics: list[Attrs], line: int) -> None:
+        """A ``<Workout>``: activity type as the value, duration/energy/distance/heart rate as components."""
+        vendor_type = "HKWorkoutTypeIdentifier"
+        self.records_by_type[vendor_type] += 1
+        interval = self._interval(attrs, line, vendor_type)
+        if interval is None:
+            return
+        metric_key = self._table.workout_metric
+        found: dict[str, float] = {}
+        duration = attrs.get("duration")
+        if duration:
+            minutes = self._workout_value(duration, attrs.get("durationUnit", "min"), "workout_duration", line)
+            if minutes is not None:
+                found["workout_duration"] = minutes
+        for stat in statistics:
+            stat_metric = self._table.workout_statistics.get(stat.get("type", ""))
+            if stat_metric is None:
+                continue
+            cumulative = self._metrics[stat_metric].aggregation == "cumulative"
+            raw = stat.get("sum") if cumulative else stat.get("average")
+            spec = self._types[stat["type"]]
+            value = self._quantity(spec, raw, stat.get("unit", ""), stat_metric, line) if raw else None
+            if value is not None:
+                found[stat_metric] = value
+        for attr, stat_metric, hk_type in (
+            ("totalEnergyBurned", "active_energy", "HKQuantityTypeIdentifierActiveEnergyBurned"),
+            ("totalDistance", "distance_walking_running", "HKQuantityTypeIdentifierDistanceWalkingRunning"),
+        ):
+            if stat_metric not in found and attrs.get(attr):
+                value = self._quantity(self._types[hk_type], attrs[attr], attrs.get(f"{attr}Unit", ""),
+                                       stat_metric, line)
+                if value is not None:
+                    found[stat_metric] = value
+        order = self._metrics[metric_key].components
+        components = tuple((k, found[k]) for k in order if k in found)
+        activity = attrs.get("workoutActivityType") or "HKWorkoutActivityTypeOther"
+        self._batches[metric_key].append(Sample(
+            self.patient, metric_key, None, _activity_code(activity), None, interval[0], interval[1],
+            self._source(attrs), ORIGIN, vendor_type, metadata.get("HKExternalUUID"), components,
+            metadata.get("HKTimeZone"), metadata.get("HKWasUserEntered") == "1", activity,
+        ))
+
+    def _workout_value(self, raw: str, unit: str, metric_key: str, line: int) -> float | None:
+        metric = self._metrics[metric_key]
+        ucum = self._table.units.get(unit, unit)
+        try:
+            value = round(convert(float(raw), ucum, metric.unit), metric.decimals)
+        except (ValueError, ConfigError):
+            self._reject("unreadable workout duration", line, "HKWorkoutTypeIdentifier",
+                         f"duration unit {unit!r} must convert to {metric.unit}")
+            return None
+        return value

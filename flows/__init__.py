@@ -1,0 +1,1 @@
+"""Bytewax dataflows: wiring only. Each module exposes ``get_flow(settings)`` and a lazily built ``flow``."""

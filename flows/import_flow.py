@@ -1,0 +1,61 @@
+"""The ``import`` dataflow: one Apple Health export → FHIR NDJSON (ends at end of input).
+
+Run it through ``wearfhir import`` (progress bar and report), or with Bytewax directly:
+``WEARFHIR_SOURCE=export.zip WEARFHIR_PATIENT=Patient/123 WEARFHIR_OUT=out python -m bytewax.run flows.import_flow``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from connectors.healthkit.source import HealthKitExportSource, ProgressCallback
+from connectors.ndjson import NdjsonSink
+from mappers.batch import BatchMapper
+from mappers.context import FhirContext
+from mappers.dedup import DuplicateFilter
+from mappers.sample import SampleBatch, batch_key
+from mappers.tables import metrics
+from wearfhir.report import ImportReport
+from wearfhir.settings import ImportSettings
+
+__all__ = ["get_flow"]
+
+
+def _drop_duplicates(seen: DuplicateFilter | None, batch: SampleBatch) -> tuple[DuplicateFilter, Any]:
+    seen = seen or DuplicateFilter()
+    kept, dropped = seen.filter(batch.samples)
+    return seen, (batch._replace(samples=kept), dropped)
+
+
+def get_flow(settings: ImportSettings, report: ImportReport | None = None,
+             progress: ProgressCallback | None = None) -> Dataflow:
+    """Build the import dataflow for ``settings``; counts go into ``report``."""
+    report = report if report is not None else ImportReport()
+    ctx = FhirContext(identifier_base=settings.identifier_base)
+    mapper = BatchMapper(metrics(), ctx, settings.raw)
+    flow = Dataflow("wearfhir_import")
+    source = HealthKitExportSource(settings.source, settings.patient, chunk_bytes=settings.chunk_bytes,
+                                   progress=progress)
+    items = op.input("read_export", flow, source)
+    split = op.branch("split_samples", items, lambda item: isinstance(item, SampleBatch))
+    keyed = op.key_on("key_patient_metric", split.trues, lambda b: batch_key(b.patient, b.metric))
+    unique = op.stateful_map("drop_duplicates", keyed, _drop_duplicates)
+    mapped = op.map(
+        "to_fhir",
+        unique,
+        lambda kv: mapper(kv[1][0], duplicates=kv[1][1]),
+    )
+    outputs = op.merge("merge_outputs", mapped, split.falses)
+    op.output("write_ndjson", op.key_on("one_writer", outputs, lambda _: "ndjson"),
+              NdjsonSink(settings.out, report, ctx))
+    return flow
+
+
+def __getattr__(name: str) -> Any:
+    # `python -m bytewax.run flows.import_flow` looks up `flow`: build it from the environment then.
+    if name == "flow":
+        return get_flow(ImportSettings.from_env())
+    raise AttributeError(name)

@@ -1,0 +1,81 @@
+"""Exact-duplicate removal across a whole run, in flat memory: 8 bytes per distinct sample."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import numpy as np
+
+from mappers.sample import Sample
+
+__all__ = ["DuplicateFilter", "identity_key"]
+
+
+_PREFIXES: dict[tuple[str, str, str, str, str], bytes] = {}
+_PACK_TIMES = struct.Struct("<dd").pack
+
+
+def identity_key(sample: Sample) -> int:
+    """A stable 64-bit key of a sample's identity (the same fields as its identifier value).
+
+    Stable across processes (BLAKE2b, not ``hash()``), so it can live in a recovery snapshot.
+    """
+    head = (sample.origin, sample.patient, sample.metric, sample.vendor_type, sample.source.name)
+    prefix = _PREFIXES.get(head)
+    if prefix is None:
+        if len(_PREFIXES) > 10_000:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[head] = "|".join(head).encode() + b"|"
+    packed = _PACK_TIMES(sample.start.timestamp(), sample.end.timestamp())
+    return int.from_bytes(hashlib.blake2b(prefix + packed, digest_size=8).digest(), "little")
+
+
+class DuplicateFilter:
+    """Remembers every sample identity it has passed and drops repeats.
+
+    Keys are kept in sorted numpy runs merged like a binary counter (a log-structured set), so
+    membership is a vectorised ``searchsorted`` per run and memory stays ~8 bytes per key.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
+        self.seen = 0
+
+    def __contains__(self, key: int) -> bool:
+        probe = np.array([key], dtype=np.uint64)
+        return bool(self._member(probe)[0])
+
+    def _member(self, keys: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(keys), dtype=bool)
+        for run in self._runs:
+            pos = np.searchsorted(run, keys)
+            pos[pos == len(run)] = 0
+            found |= run[pos] == keys
+        return found
+
+    def keep_mask(self, keys: np.ndarray) -> np.ndarray:
+        """Mark which keys are new (first occurrence, never seen before) and remember them."""
+        if len(keys) == 0:
+            return np.zeros(0, dtype=bool)
+        unique, first = np.unique(keys, return_index=True)
+        new = ~self._member(unique)
+        keep = np.zeros(len(keys), dtype=bool)
+        keep[first[new]] = True
+        fresh = unique[new]
+        if len(fresh):
+            self._runs.append(fresh)
+            self.seen += len(fresh)
+            while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+                last = self._runs.pop()
+                merged = np.concatenate((self._runs.pop(), last))
+                merged.sort()
+                self._runs.append(merged)
+        return keep
+
+    def filter(self, samples: list[Sample]) -> tuple[list[Sample], int]:
+        """The samples not seen before (first occurrence kept, order preserved) and the number dropped."""
+        keys = np.fromiter((identity_key(s) for s in samples), dtype=np.uint64, count=len(samples))
+        keep = self.keep_mask(keys)
+        kept = [s for s, k in zip(samples, keep.tolist(), strict=True) if k]
+        return kept, len(samples) - len(kept)

@@ -1,0 +1,285 @@
+"""Load and validate the mapping tables (``mappers/data/*.toml``) into typed, immutable objects.
+
+A bad table fails here, at start-up, with the offending row named: never on the millionth sample.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from mappers.units import KNOWN_UNITS, conversion
+from wearfhir.errors import ConfigError
+
+__all__ = [
+    "Coding",
+    "HealthKitTable",
+    "HealthKitType",
+    "Metric",
+    "healthkit_table",
+    "load_healthkit",
+    "load_metrics",
+    "metrics",
+]
+
+CATEGORIES = {"", "vital-signs", "activity", "laboratory"}
+KINDS = {"quantity", "category", "panel", "workout"}
+AGGREGATIONS = {"sampled", "cumulative", "none"}
+RAW_DEFAULTS = {"spot", "dense"}
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    """One FHIR Coding: system, code and display."""
+
+    system: str
+    code: str
+    display: str | None = None
+
+    def as_fhir(self) -> dict[str, str]:
+        """The Coding as a FHIR JSON dict."""
+        out = {"system": self.system, "code": self.code}
+        if self.display:
+            out["display"] = self.display
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A vendor-neutral measured concept and how it is written as FHIR."""
+
+    key: str
+    display: str
+    codings: tuple[Coding, ...]
+    unit: str
+    unit_display: str
+    category: str
+    kind: str
+    aggregation: str
+    raw_default: str
+    value_range: tuple[float, float] | None = None
+    decimals: int = 4
+    components: tuple[str, ...] = ()
+    codes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthKitType:
+    """One mapped HealthKit type identifier."""
+
+    identifier: str
+    metric: str
+    unit_overrides: dict[str, str]
+    values: dict[str, str]
+    cgm_metric: str | None = None
+    cgm_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthKitTable:
+    """The HealthKit vocabulary: types, correlations, workout statistics, units, known-unmapped types."""
+
+    system: str
+    units: dict[str, str]
+    types: dict[str, HealthKitType]
+    correlations: dict[str, tuple[str, dict[str, str]]]
+    workout_metric: str
+    workout_statistics: dict[str, str]
+    known_unmapped: dict[str, str]
+
+    def unit_conversion(self, hk_type: HealthKitType, export_unit: str, to_unit: str) -> tuple[float, float]:
+        """``(factor, offset)`` from an export unit string of ``hk_type`` to ``to_unit``.
+
+        Raises ConfigError (caught per record and reported as a rejection) for a unit it cannot convert.
+        """
+        ucum = hk_type.unit_overrides.get(export_unit) or self.units.get(export_unit)
+        if ucum is None and export_unit.startswith("mmol<") and export_unit.endswith(">/L"):
+            # HealthKit writes the molar mass it used: mmol<180.1558800000541>/L
+            try:
+                molar_mass = float(export_unit[5:-3])
+            except ValueError:
+                raise ConfigError(f"unreadable molar unit {export_unit!r}") from None
+            if to_unit != "mg/dL" or not 10 < molar_mass < 10_000:
+                raise ConfigError(f"cannot convert {export_unit!r} to {to_unit!r}")
+            return (molar_mass / 10.0, 0.0)
+        if ucum is None:
+            raise ConfigError(f"unknown unit {export_unit!r} for {hk_type.identifier}")
+        return conversion(ucum, to_unit)
+
+    def covered(self) -> tuple[list[str], list[str]]:
+        """(mapped identifiers, known but unmapped identifiers), sorted: the completeness report."""
+        mapped = sorted({*self.types, *self.correlations, "HKWorkoutTypeIdentifier"})
+        return mapped, sorted(self.known_unmapped)
+
+
+def _require(row: dict[str, Any], key: str, where: str) -> Any:
+    if key not in row:
+        raise ConfigError(f"{where}: missing field {key!r}")
+    return row[key]
+
+
+def _metric_from_row(key: str, row: dict[str, Any]) -> Metric:
+    where = f"metrics.toml [{key}]"
+    codings = tuple(
+        Coding(_require(c, "system", where), _require(c, "code", where), c.get("display"))
+        for c in _require(row, "codings", where)
+    )
+    unit = _require(row, "unit", where)
+    if unit not in KNOWN_UNITS:
+        raise ConfigError(f"{where}: unit {unit!r} is not a UCUM unit wearfhir knows")
+    checks = {
+        "category": CATEGORIES,
+        "kind": KINDS,
+        "aggregation": AGGREGATIONS,
+        "raw": RAW_DEFAULTS,
+    }
+    for name, allowed in checks.items():
+        if _require(row, name, where) not in allowed:
+            raise ConfigError(f"{where}: {name} {row[name]!r} is not one of {sorted(allowed)}")
+    value_range = row.get("range")
+    if value_range is not None:
+        if len(value_range) != 2 or not value_range[0] < value_range[1]:
+            raise ConfigError(f"{where}: range must be [low, high] with low < high")
+        value_range = (float(value_range[0]), float(value_range[1]))
+    codes = {c["code"]: c["display"] for c in row.get("codes", [])}
+    if row["kind"] == "category" and not codes:
+        raise ConfigError(f"{where}: a category metric needs codes")
+    return Metric(
+        key=key,
+        display=_require(row, "display", where),
+        codings=codings,
+        unit=unit,
+        unit_display=_require(row, "unit_display", where),
+        category=row["category"],
+        kind=row["kind"],
+        aggregation=row["aggregation"],
+        raw_default=row["raw"],
+        value_range=value_range,
+        decimals=int(row.get("decimals", 4)),
+        components=tuple(row.get("components", ())),
+        codes=codes,
+    )
+
+
+def load_metrics(text: str) -> dict[str, Metric]:
+    """Parse and validate ``metrics.toml`` text."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"metrics.toml: {exc}") from None
+    out = {key: _metric_from_row(key, row) for key, row in data.items()}
+    seen: dict[tuple[str, str], str] = {}
+    for metric in out.values():
+        if metric.codings:
+            primary = (metric.codings[0].system, metric.codings[0].code)
+            if primary in seen:
+                raise ConfigError(
+                    f"metrics.toml: {metric.key} and {seen[primary]} share the primary code {primary[1]}"
+                )
+            seen[primary] = metric.key
+        for comp in metric.components:
+            if comp not in out:
+                raise ConfigError(f"metrics.toml [{metric.key}]: component {comp!r} is not a metric")
+    return out
+
+
+def load_healthkit(text: str, metric_table: dict[str, Metric]) -> HealthKitTable:
+    """Parse and validate ``healthkit.toml`` text against the metric table."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"healthkit.toml: {exc}") from None
+    units: dict[str, str] = data.get("units", {})
+    for export_unit, ucum in units.items():
+        if ucum not in KNOWN_UNITS:
+            raise ConfigError(f"healthkit.toml [units]: {export_unit!r} maps to unknown UCUM {ucum!r}")
+
+    def metric_of(name: str, where: str) -> Metric:
+        if name not in metric_table:
+            raise ConfigError(f"healthkit.toml {where}: metric {name!r} is not in metrics.toml")
+        return metric_table[name]
+
+    types: dict[str, HealthKitType] = {}
+    for ident, row in data.get("types", {}).items():
+        where = f"[types.{ident}]"
+        metric = metric_of(_require(row, "metric", where), where)
+        overrides = dict(row.get("unit", {}))
+        for ucum in overrides.values():
+            if ucum not in KNOWN_UNITS:
+                raise ConfigError(f"healthkit.toml {where}: unknown UCUM unit {ucum!r}")
+        values = dict(row.get("values", {}))
+        for code in values.values():
+            if code not in metric.codes:
+                raise ConfigError(f"healthkit.toml {where}: value code {code!r} not in metric {metric.key}")
+        if metric.kind == "quantity":
+            # every export unit this type can meet must convert to the metric's canonical unit
+            candidates = set(overrides.values()) or {u for u in units.values() if _converts(u, metric.unit)}
+            if not candidates:
+                raise ConfigError(f"healthkit.toml {where}: no export unit converts to {metric.unit!r}")
+        cgm_metric = row.get("cgm_metric")
+        if cgm_metric is not None:
+            metric_of(cgm_metric, where)
+        types[ident] = HealthKitType(
+            identifier=ident,
+            metric=metric.key,
+            unit_overrides=overrides,
+            values=values,
+            cgm_metric=cgm_metric,
+            cgm_sources=tuple(row.get("cgm_sources", ())),
+        )
+    correlations: dict[str, tuple[str, dict[str, str]]] = {}
+    for ident, row in data.get("correlations", {}).items():
+        where = f"[correlations.{ident}]"
+        panel = metric_of(_require(row, "metric", where), where)
+        members = dict(_require(row, "members", where))
+        for member_type, member_metric in members.items():
+            metric_of(member_metric, where)
+            if member_type not in types:
+                raise ConfigError(f"healthkit.toml {where}: member {member_type} is not a mapped type")
+        correlations[ident] = (panel.key, members)
+    workout = data.get("workout", {})
+    workout_metric = metric_of(_require(workout, "metric", "[workout]"), "[workout]").key
+    statistics = dict(workout.get("statistics", {}))
+    for stat_metric in statistics.values():
+        metric_of(stat_metric, "[workout]")
+    known = dict(data.get("known_unmapped", {}))
+    overlap = set(known) & (set(types) | set(correlations))
+    if overlap:
+        raise ConfigError(f"healthkit.toml: {sorted(overlap)} are both mapped and listed as unmapped")
+    return HealthKitTable(
+        system=_require(data, "system", "healthkit.toml"),
+        units=units,
+        types=types,
+        correlations=correlations,
+        workout_metric=workout_metric,
+        workout_statistics=statistics,
+        known_unmapped=known,
+    )
+
+
+def _converts(from_unit: str, to_unit: str) -> bool:
+    try:
+        conversion(from_unit, to_unit)
+    except ConfigError:
+        return False
+    return True
+
+
+def _data_text(name: str) -> str:
+    return resources.files("mappers").joinpath("data", name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def metrics() -> dict[str, Metric]:
+    """The packaged metric table, loaded and validated once."""
+    return load_metrics(_data_text("metrics.toml"))
+
+
+@functools.cache
+def healthkit_table() -> HealthKitTable:
+    """The packaged HealthKit table, loaded and validated once."""
+    return load_healthkit(_data_text("healthkit.toml"), metrics())
+

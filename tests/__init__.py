@@ -1,0 +1,1 @@
+"""wearfhir test suite."""

@@ -1,0 +1,160 @@
+"""The import dataflow and CLI end to end on synthetic exports: output, report, exit codes, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from bytewax.run import cli_main
+from bytewax.testing import run_main
+
+from flows.import_flow import get_flow
+from wearfhir.cli import main
+from wearfhir.report import ImportReport
+from wearfhir.settings import ImportSettings
+from wearfhir.synth import SynthSpec, write_export
+from wearfhir.validate import validate_ndjson
+
+RECORDS = 12_000
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    return write_export(tmp_path_factory.mktemp("export") / "export.zip",
+                        SynthSpec(records=RECORDS, trap_every=700))
+
+
+def run(export: Path, out: Path, raw: str = "all", workers: int = 1) -> ImportReport:
+    report = ImportReport()
+    flow = get_flow(ImportSettings(source=export, patient="Patient/p1", out=out, raw=raw, chunk_bytes=1 << 16),
+                    report)
+    if workers == 1:
+        run_main(flow)
+    else:
+        cli_main(flow, workers_per_process=workers)
+    return report
+
+
+def digest(out: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())}
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_import_writes_valid_fhir_and_accounts_for_every_record(export, tmp_path) -> None:
+    report = run(export, tmp_path / "out")
+    assert report.complete
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert files == {"Observation.ndjson", "Device.ndjson", "Patient.ndjson", "rejected.ndjson"}
+    observations = lines(tmp_path / "out" / "Observation.ndjson")
+    assert len(observations) == report.resources["Observation"] == sum(report.observations.values())
+    assert len({o["id"] for o in observations}) == len(observations)
+    # every record is accounted for: a sample, a rejection, a duplicate, a merged BP member, or a counted type
+    src = report.sources[0]
+    records = sum(src.records_by_type.values())
+    written = sum(report.samples.values())
+    rejected_records = sum(c for (reason, _), c in report.rejections.items() if reason != "malformed XML")
+    unmapped = sum(src.unknown_types.values()) + sum(src.unmapped_types.values())
+    assert records == written + rejected_records + unmapped + src.merged_members
+    assert report.duplicates["respiratory_rate"] > 0
+    for name in ("Observation.ndjson", "Device.ndjson", "Patient.ndjson"):
+        checked, errors = validate_ndjson(tmp_path / "out" / name) if name != "Observation.ndjson" else (1, [])
+        assert checked and not errors
+    sample_file = tmp_path / "sample.ndjson"
+    sample_file.write_text("\n".join(json.dumps(o) for o in observations[::40]), encoding="utf-8")
+    checked, errors = validate_ndjson(sample_file)
+    assert checked > 100 and errors == []
+
+
+def test_rerun_is_byte_identical(export, tmp_path) -> None:
+    run(export, tmp_path / "a")
+    run(export, tmp_path / "b")
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    run(export, tmp_path / "a")  # over existing output
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    assert not list((tmp_path / "a").glob(".*"))
+
+
+def test_two_workers_write_the_same_resources(export, tmp_path) -> None:
+    run(export, tmp_path / "one", raw="spot")
+    run(export, tmp_path / "two", raw="spot", workers=2)
+    for name in ("Observation.ndjson", "Device.ndjson", "Patient.ndjson"):
+        one = sorted((tmp_path / "one" / name).read_text(encoding="utf-8").splitlines())
+        two = sorted((tmp_path / "two" / name).read_text(encoding="utf-8").splitlines())
+        assert one == two and one
+
+
+def test_truncated_zip_keeps_what_was_read_and_exits_non_zero(export, tmp_path, capsys) -> None:
+    with zipfile.ZipFile(export) as archive:
+        xml = archive.read("apple_health_export/export.xml")
+    cut = xml[: len(xml) // 2]
+    truncated = tmp_path / "truncated.xml"
+    truncated.write_bytes(cut)
+    code = main(["import", str(truncated), "--patient", "Patient/p1", "--out", str(tmp_path / "out"),
+                 "--raw", "all", "--no-progress"])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "INCOMPLETE" in out and "truncated" in out
+    stop_line = int(out.split("ends at line ")[1].split()[0])
+    assert stop_line == cut.count(b"\n") + 1
+    observations = lines(tmp_path / "out" / "Observation.ndjson")
+    assert len(observations) > RECORDS // 3
+
+
+def test_cli_import_reports_and_exits_zero(export, tmp_path, capsys) -> None:
+    code = main(["import", str(export), "--patient", "Patient/p1", "--out", str(tmp_path / "out"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "records per type" in out and "HKQuantityTypeIdentifierHeartRate" in out
+    assert "summarised only" in out and "Rejected:" in out
+    assert "unknown types" in out and "HKQuantityTypeIdentifierFutureMetricFromIOS30" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--patient", "123"], "Patient/123"),
+        (["--patient", "Patient/a b"], "Patient/123"),
+    ],
+)
+def test_cli_rejects_bad_patient_references(export, tmp_path, capsys, args, message) -> None:
+    code = main(["import", str(export), "--out", str(tmp_path / "o"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_refuses_unsafe_and_unsupported_inputs(tmp_path, capsys) -> None:
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("../../escape.xml", "<HealthData></HealthData>")
+    assert main(["import", str(evil), "--patient", "Patient/p1", "--out", str(tmp_path / "o")]) == 2
+    assert "unsafe path" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert main(["import", str(text), "--patient", "Patient/p1", "--out", str(tmp_path / "o")]) == 2
+    assert "Export All Health Data" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_mappings_command_reports_n_of_m(capsys) -> None:
+    from mappers.tables import healthkit_table
+
+    mapped, unmapped = healthkit_table().covered()
+    assert main(["mappings", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert f"HealthKit: {len(mapped)} of {len(mapped) + len(unmapped)} known types mapped" in out
+    assert out.count("  mapped    ") == len(mapped)
+    assert out.count("  unmapped  ") == len(unmapped)
+
+
+def test_validate_command_flags_invalid_lines(tmp_path, capsys) -> None:
+    path = tmp_path / "Observation.ndjson"
+    path.write_text('{"resourceType": "Observation", "status": "done"}\nnot json\n', encoding="utf-8")
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 resources checked" in out and "line 2: not JSON" in out

@@ -1,0 +1,107 @@
+"""The run report: what was read, written, skipped and rejected — counts and type names only (no PHI)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mappers.batch import MappedBatch
+from mappers.sample import Rejection, SourceReport
+
+__all__ = ["ImportReport"]
+
+_EXAMPLES = 3
+
+
+@dataclass
+class ImportReport:
+    """Accumulates the outcome of one run; sinks feed it, the CLI renders it."""
+
+    sources: list[SourceReport] = field(default_factory=list)
+    samples: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    summarised_only: Counter[str] = field(default_factory=Counter)
+    observations: Counter[str] = field(default_factory=Counter)
+    resources: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def add_batch(self, batch: MappedBatch) -> None:
+        """Count a mapped batch (its resources are counted as they are written)."""
+        self.samples[batch.metric] += batch.samples
+        self.duplicates[batch.metric] += batch.duplicates
+        self.summarised_only[batch.metric] += batch.summarised_only
+
+    def add_written(self, resource_type: str, metric: str | None) -> None:
+        """Count one resource written."""
+        self.resources[resource_type] += 1
+        if resource_type == "Observation" and metric is not None:
+            self.observations[metric] += 1
+
+    def add_rejection(self, rejection: Rejection) -> None:
+        """Count a rejected input item, keeping the first few locations as examples."""
+        key = (rejection.reason, rejection.vendor_type or "-")
+        self.rejections[key] += 1
+        where = self.examples.setdefault(key, [])
+        if len(where) < _EXAMPLES:
+            where.append(rejection.where if not rejection.detail else f"{rejection.where} ({rejection.detail})")
+
+    def add_source(self, source: SourceReport) -> None:
+        """Record a source's end-of-input report."""
+        self.sources.append(source)
+
+    @property
+    def complete(self) -> bool:
+        """True when every source read its whole input."""
+        return bool(self.sources) and all(s.stopped is None for s in self.sources)
+
+    @property
+    def records_read(self) -> int:
+        """All records read by every source."""
+        return sum(sum(s.records_by_type.values()) for s in self.sources)
+
+    def render(self, seconds: float | None = None) -> str:
+        """The report as text for a terminal."""
+        lines: list[str] = []
+        for src in self.sources:
+            total = sum(src.records_by_type.values())
+            rate = f" in {seconds:.1f} s ({total / seconds:,.0f} records/s)" if seconds else ""
+            lines.append(f"Read {total:,} records from {src.description} ({src.bytes_read:,} bytes){rate}")
+            lines.append("  records per type:")
+            for name, count in sorted(src.records_by_type.items(), key=lambda kv: (-kv[1], kv[0])):
+                lines.append(f"    {count:>10,}  {name}")
+            if src.unknown_types:
+                lines.append("  unknown types (not mapped; newer than this wearfhir?):")
+                lines.extend(f"    {c:>10,}  {n}" for n, c in sorted(src.unknown_types.items()))
+            if src.unmapped_types:
+                lines.append(f"  known but not mapped: {sum(src.unmapped_types.values()):,} records of "
+                             f"{len(src.unmapped_types)} types (see `wearfhir mappings`)")
+            if src.other_elements:
+                other = ", ".join(f"{n} {c:,}" for n, c in sorted(src.other_elements.items()))
+                lines.append(f"  other elements not mapped: {other}")
+            if src.merged_members:
+                lines.append(f"  blood-pressure readings merged into their panel: {src.merged_members:,}")
+            if src.control_chars_removed:
+                lines.append(f"  stray control characters removed: {src.control_chars_removed:,}")
+        lines.append("Observations written per metric:")
+        metrics = sorted(set(self.samples) | set(self.observations))
+        for metric in metrics:
+            extra = []
+            if self.duplicates[metric]:
+                extra.append(f"{self.duplicates[metric]:,} duplicates dropped")
+            if self.summarised_only[metric]:
+                extra.append(f"{self.summarised_only[metric]:,} samples summarised only (--raw all writes them)")
+            suffix = f"  ({'; '.join(extra)})" if extra else ""
+            lines.append(f"    {self.observations[metric]:>10,}  {metric}{suffix}")
+        written = ", ".join(f"{t} {c:,}" for t, c in sorted(self.resources.items()))
+        lines.append(f"Resources written: {written or 'none'}")
+        if self.rejections:
+            lines.append(f"Rejected: {sum(self.rejections.values()):,}")
+            for (reason, vtype), count in sorted(self.rejections.items(), key=lambda kv: -kv[1]):
+                lines.append(f"    {count:>10,}  {reason} [{vtype}]  e.g. {'; '.join(self.examples[(reason, vtype)])}")
+        else:
+            lines.append("Rejected: 0")
+        for src in self.sources:
+            if src.stopped:
+                lines.append(f"INCOMPLETE: {src.stopped}")
+        return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""Typed settings, read once (from the CLI or the environment) and handed to flows and connectors."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mappers.ids import DEFAULT_IDENTIFIER_BASE
+from wearfhir.errors import ConfigError
+
+__all__ = ["ImportSettings", "PATIENT_REFERENCE"]
+
+PATIENT_REFERENCE = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
+
+
+class ImportSettings(BaseModel):
+    """Settings of the ``import`` flow: one export, one patient, one output directory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Path
+    patient: str
+    out: Path
+    raw: Literal["all", "spot", "none"] = "spot"
+    identifier_base: str = DEFAULT_IDENTIFIER_BASE
+    chunk_bytes: int = Field(default=1 << 20, ge=4096, le=64 << 20)
+
+    @field_validator("patient")
+    @classmethod
+    def _patient_reference(cls, value: str) -> str:
+        if not PATIENT_REFERENCE.fullmatch(value):
+            raise ValueError("must be a FHIR reference such as Patient/123 (id: letters, digits, '-', '.')")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ImportSettings:
+        """Read ``WEARFHIR_SOURCE``, ``WEARFHIR_PATIENT``, ``WEARFHIR_OUT`` and optional ``WEARFHIR_RAW``."""
+        missing = [k for k in ("WEARFHIR_SOURCE", "WEARFHIR_PATIENT", "WEARFHIR_OUT") if not env.get(k)]
+        if missing:
+            raise ConfigError(f"set {', '.join(missing)} to run the import flow")
+        values: dict[str, object] = {
+            "source": env["WEARFHIR_SOURCE"],
+            "patient": env["WEARFHIR_PATIENT"],
+            "out": env["WEARFHIR_OUT"],
+        }
+        if env.get("WEARFHIR_RAW"):
+            values["raw"] = env["WEARFHIR_RAW"]
+        if env.get("WEARFHIR_IDENTIFIER_BASE"):
+            values["identifier_base"] = env["WEARFHIR_IDENTIFIER_BASE"]
+        return cls.model_validate(values)
