@@ -23,7 +23,8 @@ HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 ]>
 <HealthData locale="en_US">
  <ExportDate value="2024-06-01 09:00:00 -0400"/>
- <Me HKCharacteristicTypeIdentifierDateOfBirth="1971-04-12" HKCharacteristicTypeIdentifierBiologicalSex="HKBiologicalSexFemale"/>
+ <Me HKCharacteristicTypeIdentifierDateOfBirth="1971-04-12" \
+HKCharacteristicTypeIdentifierBiologicalSex="HKBiologicalSexFemale"/>
 """
 FOOTER = "</HealthData>\n"
 WATCH = ("&lt;&lt;HKDevice: 0x283a4b5c0&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, "

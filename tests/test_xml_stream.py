@@ -89,7 +89,7 @@ def test_external_entities_are_never_resolved(tmp_path) -> None:
 
 def test_entity_expansion_bomb_is_inert() -> None:
     lol = ['<!ENTITY lol0 "lollollollollollollollollollol">']
-    lol += [f'<!ENTITY lol{i} "{("&lol%d;" % (i - 1)) * 10}">' for i in range(1, 10)]
+    lol += [f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)]
     header = HEADER.replace("<!-- HealthKit Export Version: 12 -->", "\n".join(lol))
     data = export_xml(record("HeartRate", "&lol9;", "count/min"), record("HeartRate", "71", "count/min"),
                       header=header)
