@@ -57,6 +57,11 @@ class NdjsonWriter:
         self._file(f"{rtype}.ndjson").write(orjson.dumps(resource) + b"\n")
         return True
 
+    def write_observations(self, observations: list[dict[str, Any]]) -> None:
+        """Append many Observations at once (the hot path: one write per batch)."""
+        if observations:
+            self._file("Observation.ndjson").write(b"\n".join(map(orjson.dumps, observations)) + b"\n")
+
     def write_rejection(self, rejection: Rejection) -> None:
         """Append a dead-letter line (reason and location; never the record's values)."""
         self._file(REJECTED_FILE).write(orjson.dumps(rejection._asdict()) + b"\n")
@@ -94,9 +99,14 @@ class _NdjsonPartition(StatefulSinkPartition[Any, None]):
         for item in values:
             if isinstance(item, MappedBatch):
                 report.add_batch(item)
+                observations = []
                 for resource in item.resources:
-                    if self._writer.write_resource(resource):
-                        report.add_written(resource["resourceType"], item.metric)
+                    if resource["resourceType"] == "Observation":
+                        observations.append(resource)
+                    elif self._writer.write_resource(resource):
+                        report.add_written(resource["resourceType"], None)
+                self._writer.write_observations(observations)
+                report.add_written("Observation", item.metric, len(observations))
             elif isinstance(item, Rejection):
                 self._writer.write_rejection(item)
                 report.add_rejection(item)

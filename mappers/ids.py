@@ -76,16 +76,10 @@ def sample_identity(sample: Sample) -> tuple[object, ...]:
 
 def sample_identifier_value(sample: Sample) -> str:
     """The canonical identifier value of a raw sample Observation."""
+    start = utc_text(sample.start)
+    end = start if sample.end == sample.start else utc_text(sample.end)
     return "|".join(
-        (
-            sample.origin,
-            sample.patient,
-            sample.metric,
-            sample.vendor_type,
-            sample.source.name,
-            utc_text(sample.start),
-            utc_text(sample.end),
-        )
+        (sample.origin, sample.patient, sample.metric, sample.vendor_type, sample.source.name, start, end)
     )
 
 

@@ -56,6 +56,7 @@ class ObservationBuilder:
         self._heads: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
         self._provenance: dict[tuple[SourceInfo, bool], list[dict[str, Any]]] = {}
         self._devices: dict[tuple[str, DeviceInfo], dict[str, str]] = {}
+        self._subjects: dict[str, dict[str, str]] = {}
 
     def _head(self, metric: Metric, vendor_system: str, vendor_type: str) -> tuple[Any, dict[str, Any]]:
         key = (metric.key, vendor_system, vendor_type)
@@ -106,7 +107,10 @@ class ObservationBuilder:
         if category:
             obs["category"] = category
         obs["code"] = code
-        obs["subject"] = {"reference": sample.patient}
+        subject = self._subjects.get(sample.patient)
+        if subject is None:
+            subject = self._subjects[sample.patient] = {"reference": sample.patient}
+        obs["subject"] = subject
         if sample.start == sample.end:
             obs["effectiveDateTime"] = sample.start.isoformat()
         else:

@@ -32,11 +32,13 @@ class ImportReport:
         self.duplicates[batch.metric] += batch.duplicates
         self.summarised_only[batch.metric] += batch.summarised_only
 
-    def add_written(self, resource_type: str, metric: str | None) -> None:
-        """Count one resource written."""
-        self.resources[resource_type] += 1
+    def add_written(self, resource_type: str, metric: str | None, count: int = 1) -> None:
+        """Count resources written (Observations also per metric)."""
+        if not count:
+            return
+        self.resources[resource_type] += count
         if resource_type == "Observation" and metric is not None:
-            self.observations[metric] += 1
+            self.observations[metric] += count
 
     def add_rejection(self, rejection: Rejection) -> None:
         """Count a rejected input item, keeping the first few locations as examples."""
