@@ -111,7 +111,7 @@ def test_cli_import_reports_and_exits_zero(export, tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0
     assert "records per type" in out and "HKQuantityTypeIdentifierHeartRate" in out
-    assert "summarised only" in out and "Rejected:" in out
+    assert "dense samples not written raw" in out and "Rejected:" in out
     assert "unknown types" in out and "HKQuantityTypeIdentifierFutureMetricFromIOS30" in out
 
 

@@ -92,7 +92,7 @@ class ImportReport:
             if self.duplicates[metric]:
                 extra.append(f"{self.duplicates[metric]:,} duplicates dropped")
             if self.summarised_only[metric]:
-                extra.append(f"{self.summarised_only[metric]:,} samples summarised only (--raw all writes them)")
+                extra.append(f"{self.summarised_only[metric]:,} dense samples not written raw (--raw all writes them)")
             suffix = f"  ({'; '.join(extra)})" if extra else ""
             lines.append(f"    {self.observations[metric]:>10,}  {metric}{suffix}")
         written = ", ".join(f"{t} {c:,}" for t, c in sorted(self.resources.items()))
