@@ -34,8 +34,9 @@ def covered_length(a: np.ndarray, b: np.ndarray, u_start: np.ndarray, u_end: np.
 
     def upto(t: np.ndarray) -> np.ndarray:
         i = np.searchsorted(u_start, t, side="right") - 1
-        inside = np.clip(t - u_start[np.maximum(i, 0)], 0.0, lengths[np.maximum(i, 0)])
-        return np.where(i >= 0, before[np.maximum(i, 0)] + inside, 0.0)
+        j = np.maximum(i, 0)  # index of the union interval at or before t (valid where i >= 0)
+        inside = np.clip(t - u_start[j], 0.0, lengths[j])
+        return np.where(i >= 0, before[j] + inside, 0.0)
 
     return upto(b) - upto(a)
 

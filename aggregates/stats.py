@@ -89,7 +89,7 @@ def merge(a: WindowStats, b: WindowStats) -> WindowStats:
     if len(b) == 0:
         return a
     keys = np.concatenate((a.keys, b.keys))
-    unique, inverse = np.unique(keys, return_inverse=True)
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     n = len(unique)
     count = np.zeros(n, dtype=np.int64)
     total = np.zeros(n, dtype=np.float64)
@@ -97,8 +97,7 @@ def merge(a: WindowStats, b: WindowStats) -> WindowStats:
     maximum = np.full(n, -np.inf)
     tag = None
     if a.tag is not None and b.tag is not None:
-        tag = np.zeros(n, dtype=a.tag.dtype)
-        tag[inverse[::-1]] = np.concatenate((a.tag, b.tag))[::-1]  # the earlier fold's tag wins
+        tag = np.concatenate((a.tag, b.tag))[first]  # first occurrence: the earlier fold's tag wins
     np.add.at(count, inverse, np.concatenate((a.count, b.count)))
     np.add.at(total, inverse, np.concatenate((a.total, b.total)))
     np.minimum.at(minimum, inverse, np.concatenate((a.minimum, b.minimum)))

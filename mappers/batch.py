@@ -30,7 +30,7 @@ class MappedBatch:
     resources: list[dict[str, Any]] = field(default_factory=list)
     samples: int = 0
     duplicates: int = 0
-    summarised_only: int = 0
+    raw_skipped: int = 0
 
 
 def writes_raw(metric: Metric, policy: RawPolicy) -> bool:
@@ -61,7 +61,7 @@ def map_batch(batch: SampleBatch, mapper: BatchMapper, duplicates: int = 0) -> M
     metric = metrics[batch.metric]
     out = MappedBatch(batch.metric, samples=len(batch.samples) + duplicates, duplicates=duplicates)
     if not writes_raw(metric, policy):
-        out.summarised_only = len(batch.samples)
+        out.raw_skipped = len(batch.samples)
         return out
     devices: dict[DeviceInfo, None] = {}
     observations = []

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 
+from mappers.ids import identity_head
 from mappers.sample import Sample
 
 __all__ = ["DuplicateFilter", "identity_key"]
@@ -17,11 +18,11 @@ _PACK_TIMES = struct.Struct("<dd").pack
 
 
 def identity_key(sample: Sample) -> int:
-    """A stable 64-bit key of a sample's identity (the same fields as its identifier value).
+    """A stable 64-bit key of a sample's identity (:func:`~mappers.ids.identity_head` plus its interval).
 
     Stable across processes (BLAKE2b, not ``hash()``), so it can live in a recovery snapshot.
     """
-    head = (sample.origin, sample.patient, sample.metric, sample.vendor_type, sample.source.name)
+    head = identity_head(sample)
     prefix = _PREFIXES.get(head)
     if prefix is None:
         if len(_PREFIXES) > 10_000:

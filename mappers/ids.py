@@ -12,7 +12,7 @@ __all__ = [
     "device_identity",
     "identifier_system",
     "resource_id",
-    "sample_identity",
+    "identity_head",
     "sample_identifier_value",
     "utc_text",
 ]
@@ -57,30 +57,21 @@ def utc_text(moment: datetime) -> str:
     return f"{prefix}{second:02d}Z"
 
 
-def sample_identity(sample: Sample) -> tuple[object, ...]:
-    """What makes a sample unique: origin, patient, metric, vendor type, source and interval.
+def identity_head(sample: Sample) -> tuple[str, str, str, str, str]:
+    """What makes a sample unique, besides its interval: origin, patient, metric, vendor type, source.
 
-    Two samples with the same identity are the same measurement (an exact or re-synced duplicate);
-    the value is deliberately not part of it, so a corrected re-export updates in place.
+    With the start and end this is the sample's identity: two samples sharing it are the same measurement
+    (an exact or re-synced duplicate). The value is deliberately not part of it, so a corrected re-export
+    updates in place. Both the identifier value and the duplicate filter's key are built from it.
     """
-    return (
-        sample.origin,
-        sample.patient,
-        sample.metric,
-        sample.vendor_type,
-        sample.source.name,
-        sample.start,
-        sample.end,
-    )
+    return (sample.origin, sample.patient, sample.metric, sample.vendor_type, sample.source.name)
 
 
 def sample_identifier_value(sample: Sample) -> str:
     """The canonical identifier value of a raw sample Observation."""
     start = utc_text(sample.start)
     end = start if sample.end == sample.start else utc_text(sample.end)
-    return "|".join(
-        (sample.origin, sample.patient, sample.metric, sample.vendor_type, sample.source.name, start, end)
-    )
+    return "|".join((*identity_head(sample), start, end))
 
 
 def device_identity(patient: str, device: DeviceInfo) -> str:

@@ -102,7 +102,7 @@ def test_raw_policy_spot_writes_spot_metrics_and_summarises_dense_ones() -> None
     samples, _, _ = normalize(export_xml(KINDS["heart_rate_instant"], KINDS["weight_pounds"]))
     mapper = BatchMapper(metrics(), FhirContext(), "spot")
     by_metric = {s.metric: mapper(SampleBatch(s.patient, s.metric, [s])) for s in samples}
-    assert by_metric["heart_rate"].resources == [] and by_metric["heart_rate"].summarised_only == 1
+    assert by_metric["heart_rate"].resources == [] and by_metric["heart_rate"].raw_skipped == 1
     assert [r["resourceType"] for r in by_metric["body_weight"].resources] == ["Observation"]
     none = BatchMapper(metrics(), FhirContext(), "none")
     assert none(SampleBatch("Patient/p1", "body_weight", [samples[1]])).resources == []

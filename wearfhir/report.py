@@ -20,7 +20,7 @@ class ImportReport:
     sources: list[SourceReport] = field(default_factory=list)
     samples: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
-    summarised_only: Counter[str] = field(default_factory=Counter)
+    raw_skipped: Counter[str] = field(default_factory=Counter)
     observations: Counter[str] = field(default_factory=Counter)
     resources: Counter[str] = field(default_factory=Counter)
     rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -30,7 +30,7 @@ class ImportReport:
         """Count a mapped batch (its resources are counted as they are written)."""
         self.samples[batch.metric] += batch.samples
         self.duplicates[batch.metric] += batch.duplicates
-        self.summarised_only[batch.metric] += batch.summarised_only
+        self.raw_skipped[batch.metric] += batch.raw_skipped
 
     def add_written(self, resource_type: str, metric: str | None, count: int = 1) -> None:
         """Count resources written (Observations also per metric)."""
@@ -91,8 +91,8 @@ class ImportReport:
             extra = []
             if self.duplicates[metric]:
                 extra.append(f"{self.duplicates[metric]:,} duplicates dropped")
-            if self.summarised_only[metric]:
-                extra.append(f"{self.summarised_only[metric]:,} dense samples not written raw (--raw all writes them)")
+            if self.raw_skipped[metric]:
+                extra.append(f"{self.raw_skipped[metric]:,} dense samples not written raw (--raw all writes them)")
             suffix = f"  ({'; '.join(extra)})" if extra else ""
             lines.append(f"    {self.observations[metric]:>10,}  {metric}{suffix}")
         written = ", ".join(f"{t} {c:,}" for t, c in sorted(self.resources.items()))
