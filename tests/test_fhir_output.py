@@ -114,3 +114,11 @@ def test_validator_catches_what_fhir_resources_misses() -> None:
     problems = "\n".join(validate_resource(bad))
     for expected in ("status 'done'", "id 'xxx", "malformed reference", "empty array"):
         assert expected in problems
+
+
+def test_validation_messages_never_echo_the_value() -> None:
+    resource = resources_for(KINDS["heart_rate_instant"])[-1]
+    bad = dict(resource, valueQuantity=dict(resource["valueQuantity"], value="SECRET-97"))
+    problems = validate_resource(bad)
+    assert problems and "valueQuantity" in problems[0]
+    assert "SECRET-97" not in "\n".join(problems)

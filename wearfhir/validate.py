@@ -24,6 +24,7 @@ _STATUS = {
                     "entered-in-error", "unknown"},
     "Device": {"active", "inactive", "entered-in-error", "unknown"},
 }
+_INPUT_VALUE = re.compile(r"input_value=.*?, (?=input_type=)")
 _MODELS: dict[str, Any] = {}
 
 
@@ -68,7 +69,8 @@ def validate_resource(resource: dict[str, Any]) -> list[str]:
     try:
         _model(rtype).model_validate(resource)
     except Exception as exc:  # noqa: BLE001 - any model error is a finding to report
-        problems.append(str(exc).splitlines()[0] + " " + " | ".join(str(exc).splitlines()[1:4]))
+        text = _INPUT_VALUE.sub("", str(exc))  # pydantic echoes the offending value: PHI stays out
+        problems.append(text.splitlines()[0] + " " + " | ".join(text.splitlines()[1:4]))
     return problems
 
 
