@@ -24,6 +24,7 @@ class WindowStats:
     maximum: np.ndarray  # float64
     bands: np.ndarray | None = None  # int64 [window, band] counts, when bands were given
     tag: np.ndarray | None = None  # a per-sample attribute (e.g. UTC offset) of each window's first sample
+    tag_last: np.ndarray | None = None  # the same attribute of each window's last sample
 
     @property
     def mean(self) -> np.ndarray:
@@ -49,14 +50,15 @@ def fold(keys: np.ndarray, values: np.ndarray, edges: np.ndarray | None = None,
          tag: np.ndarray | None = None) -> WindowStats:
     """Statistics per distinct key (a sort only if needed, then ``reduceat``); no Python loop over windows.
 
-    ``edges`` adds band counts (time in range); ``tag`` carries one attribute of each window's first sample.
+    ``edges`` adds band counts (time in range); ``tag`` carries one attribute of each window's first and
+    last sample (in key order, then input order: pass time-ordered samples for "first" to mean earliest).
     """
     if len(keys) == 0:
         empty_i = np.zeros(0, dtype=np.int64)
         empty_f = np.zeros(0, dtype=np.float64)
         bands = np.zeros((0, len(edges) + 1), dtype=np.int64) if edges is not None else None
-        return WindowStats(empty_i, empty_i, empty_f, empty_f, empty_f, bands,
-                           empty_i if tag is not None else None)
+        tags = empty_i if tag is not None else None
+        return WindowStats(empty_i, empty_i, empty_f, empty_f, empty_f, bands, tags, tags)
     if np.all(keys[1:] >= keys[:-1]):  # batches from a source are usually in time order already
         k, v, t = keys, values.astype(np.float64, copy=False), tag
     else:
@@ -79,6 +81,7 @@ def fold(keys: np.ndarray, values: np.ndarray, edges: np.ndarray | None = None,
         maximum=np.maximum.reduceat(v, starts),
         bands=bands,
         tag=t[starts] if t is not None else None,
+        tag_last=t[np.r_[starts[1:], len(k)] - 1] if t is not None else None,
     )
 
 
@@ -95,9 +98,13 @@ def merge(a: WindowStats, b: WindowStats) -> WindowStats:
     total = np.zeros(n, dtype=np.float64)
     minimum = np.full(n, np.inf)
     maximum = np.full(n, -np.inf)
-    tag = None
+    tag = tag_last = None
     if a.tag is not None and b.tag is not None:
         tag = np.concatenate((a.tag, b.tag))[first]  # first occurrence: the earlier fold's tag wins
+    if a.tag_last is not None and b.tag_last is not None:
+        both = np.concatenate((a.tag_last, b.tag_last))
+        _, first_from_end = np.unique(keys[::-1], return_index=True)
+        tag_last = both[len(keys) - 1 - first_from_end]  # last occurrence: the later fold's tag wins
     np.add.at(count, inverse, np.concatenate((a.count, b.count)))
     np.add.at(total, inverse, np.concatenate((a.total, b.total)))
     np.minimum.at(minimum, inverse, np.concatenate((a.minimum, b.minimum)))
@@ -106,4 +113,4 @@ def merge(a: WindowStats, b: WindowStats) -> WindowStats:
     if a.bands is not None and b.bands is not None:
         bands = np.zeros((n, a.bands.shape[1]), dtype=np.int64)
         np.add.at(bands, inverse, np.concatenate((a.bands, b.bands)))
-    return WindowStats(unique, count, total, minimum, maximum, bands, tag)
+    return WindowStats(unique, count, total, minimum, maximum, bands, tag, tag_last)

@@ -21,6 +21,7 @@ from mappers.batch import MappedBatch
 from mappers.context import FhirContext
 from mappers.resources import to_fhir_patient
 from mappers.sample import Rejection, SourceReport
+from mappers.summary import SummaryBatch
 from wearfhir.report import ImportReport
 
 __all__ = ["NdjsonSink", "NdjsonWriter", "REJECTED_FILE"]
@@ -107,6 +108,9 @@ class _NdjsonPartition(StatefulSinkPartition[Any, None]):
                         report.add_written(resource["resourceType"], None)
                 self._writer.write_observations(observations)
                 report.add_written("Observation", item.metric, len(observations))
+            elif isinstance(item, SummaryBatch):
+                self._writer.write_observations(item.resources)
+                report.add_summaries(item)
             elif isinstance(item, Rejection):
                 self._writer.write_rejection(item)
                 report.add_rejection(item)

@@ -1,4 +1,4 @@
-"""The ``import`` dataflow: one Apple Health export → FHIR NDJSON (ends at end of input).
+"""The ``import`` dataflow: one Apple Health export → FHIR NDJSON, raw and summary Observations (ends at EOF).
 
 Run it through ``wearfhir import`` (progress bar and report), or with Bytewax directly:
 ``WEARFHIR_SOURCE=export.zip WEARFHIR_PATIENT=Patient/123 WEARFHIR_OUT=out python -m bytewax.run flows.import_flow``.
@@ -13,10 +13,12 @@ from bytewax.dataflow import Dataflow
 
 from connectors.healthkit.source import HealthKitExportSource, ProgressCallback
 from connectors.ndjson import NdjsonSink
+from flows.summarise import summarise
 from mappers.batch import BatchMapper
 from mappers.context import FhirContext
 from mappers.dedup import DuplicateFilter
 from mappers.sample import SampleBatch, batch_key
+from mappers.summary import SummaryBuilder
 from mappers.tables import metrics
 from wearfhir.report import ImportReport
 from wearfhir.settings import ImportSettings
@@ -35,7 +37,8 @@ def get_flow(settings: ImportSettings, report: ImportReport | None = None,
     """Build the import dataflow for ``settings``; counts go into ``report``."""
     report = report if report is not None else ImportReport()
     ctx = FhirContext(identifier_base=settings.identifier_base)
-    mapper = BatchMapper(metrics(), ctx, settings.raw)
+    table = metrics()
+    mapper = BatchMapper(table, ctx, settings.raw)
     flow = Dataflow("wearfhir_import")
     source = HealthKitExportSource(settings.source, settings.patient, chunk_bytes=settings.chunk_bytes,
                                    progress=progress)
@@ -48,7 +51,13 @@ def get_flow(settings: ImportSettings, report: ImportReport | None = None,
         unique,
         lambda kv: mapper(kv[1][0], duplicates=kv[1][1]),
     )
-    outputs = op.merge("merge_outputs", mapped, split.falses)
+    streams = [mapped, split.falses]
+    if settings.summaries:
+        batches = op.map_value("drop_counts", unique, lambda pair: pair[0])
+        summaries = summarise("summarise", batches, table, SummaryBuilder(ctx), settings.summaries,
+                              settings.cgm_days)
+        streams.append(op.map("unkey_summaries", summaries, lambda kv: kv[1]))
+    outputs = op.merge("merge_outputs", *streams)
     op.output("write_ndjson", op.key_on("one_writer", outputs, lambda _: "ndjson"),
               NdjsonSink(settings.out, report, ctx))
     return flow

@@ -16,17 +16,22 @@ from mappers.resources import device_reference
 from mappers.sample import DeviceInfo, Sample, SourceInfo
 from mappers.tables import Metric
 
-__all__ = ["ObservationBuilder", "category_element", "code_element", "quantity"]
+__all__ = ["ObservationBuilder", "category_element", "category_for", "code_element", "quantity"]
 
 Resource = dict[str, Any]
 
 
 def category_element(metric: Metric) -> list[dict[str, Any]] | None:
     """Observation.category for a metric, or None where the metric has no category."""
-    if not metric.category:
+    return category_for(metric.category)
+
+
+def category_for(category: str) -> list[dict[str, Any]] | None:
+    """Observation.category for an observation-category code (``vital-signs`` …); None for ``""``."""
+    if not category:
         return None
-    return [{"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": metric.category,
-                         "display": CATEGORY_DISPLAY[metric.category]}]}]
+    return [{"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": category,
+                         "display": CATEGORY_DISPLAY[category]}]}]
 
 
 def code_element(metric: Metric, vendor_system: str | None = None, vendor_code: str | None = None,

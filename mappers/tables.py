@@ -16,6 +16,7 @@ from wearfhir.errors import ConfigError
 
 __all__ = [
     "Coding",
+    "DailyCoding",
     "HealthKitTable",
     "HealthKitType",
     "Metric",
@@ -29,6 +30,9 @@ CATEGORIES = {"", "vital-signs", "activity", "laboratory"}
 KINDS = {"quantity", "category", "panel", "workout"}
 AGGREGATIONS = {"sampled", "cumulative", "none"}
 RAW_DEFAULTS = {"spot", "dense"}
+# Summary windows a metric can have, and the metric kinds each one applies to.
+SUMMARY_WINDOWS = {"hour": {"quantity"}, "day": {"quantity"}, "night": {"category"}, "cgm": {"quantity"}}
+DEFAULT_SOURCE_PRIORITY = ("Watch", "iPhone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,25 @@ class Metric:
     decimals: int = 4
     components: tuple[str, ...] = ()
     codes: dict[str, str] = field(default_factory=dict)
+    summaries: tuple[str, ...] = ()
+    daily: DailyCoding | None = None
+    bands: tuple[float, ...] = ()
+    source_priority: tuple[str, ...] = DEFAULT_SOURCE_PRIORITY
+
+    def summary_codings(self, window: str) -> tuple[tuple[Coding, ...], str, str]:
+        """(codings, UCUM unit, unit text) of a summary for ``window``: daily totals may have their own code."""
+        if window == "day" and self.daily is not None:
+            return self.daily.codings, self.daily.unit, self.daily.unit_display
+        return self.codings, self.unit, self.unit_display
+
+
+@dataclass(frozen=True, slots=True)
+class DailyCoding:
+    """The code and unit of a metric's daily total, where a 24-hour LOINC code exists (steps: 41950-7)."""
+
+    codings: tuple[Coding, ...]
+    unit: str
+    unit_display: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +170,33 @@ def _metric_from_row(key: str, row: dict[str, Any]) -> Metric:
     codes = {c["code"]: c["display"] for c in row.get("codes", [])}
     if row["kind"] == "category" and not codes:
         raise ConfigError(f"{where}: a category metric needs codes")
+    summaries = tuple(row.get("summaries", ()))
+    for window in summaries:
+        if window not in SUMMARY_WINDOWS:
+            raise ConfigError(f"{where}: summary window {window!r} is not one of {sorted(SUMMARY_WINDOWS)}")
+        if row["kind"] not in SUMMARY_WINDOWS[window]:
+            raise ConfigError(f"{where}: a {row['kind']} metric cannot have {window!r} summaries")
+        if window in ("hour", "day") and row["aggregation"] == "none":
+            raise ConfigError(f"{where}: {window!r} summaries need aggregation sampled or cumulative")
+    if "cgm" in summaries and unit != "mg/dL":
+        raise ConfigError(f"{where}: 'cgm' summaries need glucose in mg/dL")
+    bands = tuple(float(b) for b in row.get("bands", ()))
+    if list(bands) != sorted(set(bands)):
+        raise ConfigError(f"{where}: bands must be strictly increasing band edges")
+    if "cgm" in summaries and len(bands) != 4:
+        raise ConfigError(f"{where}: 'cgm' summaries need the four CGM band edges (very low/low/target/high)")
+    daily = None
+    if "daily" in row:
+        d = row["daily"]
+        d_where = f"{where}.daily"
+        daily_unit = _require(d, "unit", d_where)
+        if daily_unit not in KNOWN_UNITS:
+            raise ConfigError(f"{d_where}: unit {daily_unit!r} is not a UCUM unit wearfhir knows")
+        daily = DailyCoding(
+            tuple(Coding(_require(c, "system", d_where), _require(c, "code", d_where), c.get("display"))
+                  for c in _require(d, "codings", d_where)),
+            daily_unit, _require(d, "unit_display", d_where))
+    priority = tuple(row.get("source_priority", DEFAULT_SOURCE_PRIORITY))
     return Metric(
         key=key,
         display=_require(row, "display", where),
@@ -161,6 +211,10 @@ def _metric_from_row(key: str, row: dict[str, Any]) -> Metric:
         decimals=int(row.get("decimals", 4)),
         components=tuple(row.get("components", ())),
         codes=codes,
+        summaries=summaries,
+        daily=daily,
+        bands=bands,
+        source_priority=priority,
     )
 
 

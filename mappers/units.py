@@ -44,6 +44,7 @@ _LINEAR: dict[tuple[str, str], tuple[float, float]] = {
 KNOWN_UNITS: frozenset[str] = frozenset(
     {u for pair in _LINEAR for u in pair}
     | {"/min", "ms", "{steps}", "kcal", "kg/m2", "mL/min/kg", "mm[Hg]", "mg/dL", "%", "Cel", "min", "cm", "1"}
+    | {"/d", "kcal/d", "d"}  # daily totals and days
 )
 
 

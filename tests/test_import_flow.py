@@ -52,7 +52,9 @@ def test_import_writes_valid_fhir_and_accounts_for_every_record(export, tmp_path
     files = {p.name for p in (tmp_path / "out").iterdir()}
     assert files == {"Observation.ndjson", "Device.ndjson", "Patient.ndjson", "rejected.ndjson"}
     observations = lines(tmp_path / "out" / "Observation.ndjson")
-    assert len(observations) == report.resources["Observation"] == sum(report.observations.values())
+    raw, summaries = sum(report.observations.values()), sum(report.summaries.values())
+    assert len(observations) == report.resources["Observation"] == raw + summaries
+    assert summaries and sum(1 for o in observations if "/summary" in o["identifier"][0]["system"]) == summaries
     assert len({o["id"] for o in observations}) == len(observations)
     # every record is accounted for: a sample, a rejection, a duplicate, a merged BP member, or a counted type
     src = report.sources[0]
@@ -111,7 +113,8 @@ def test_cli_import_reports_and_exits_zero(export, tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0
     assert "records per type" in out and "HKQuantityTypeIdentifierHeartRate" in out
-    assert "dense samples not written raw" in out and "Rejected:" in out
+    assert "dense samples summarised, not written raw" in out and "Rejected:" in out
+    assert "Summary Observations written per metric" in out and "steps  (day " in out
     assert "unknown types" in out and "HKQuantityTypeIdentifierFutureMetricFromIOS30" in out
 
 

@@ -31,9 +31,10 @@ def _import(args: argparse.Namespace) -> int:
     from wearfhir.settings import ImportSettings
 
     try:
-        settings = ImportSettings(source=args.source, patient=args.patient, out=args.out, raw=args.raw)
+        settings = ImportSettings(source=args.source, patient=args.patient, out=args.out, raw=args.raw,
+                                  summaries=args.summaries, cgm_days=args.cgm_days)
     except ValidationError as exc:
-        return _usage_error("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
+        return _usage_error("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
     report = ImportReport()
     started = time.perf_counter()
     with ImportProgress(enabled=args.progress) as progress:
@@ -85,7 +86,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"Writing a synthetic Apple Health export with ~{args.records:,} records to {export} ...")
         write_export(export, SynthSpec(records=args.records))
     ns = argparse.Namespace(source=export, patient="Patient/demo-patient", out=args.workdir / "fhir",
-                            raw=args.raw, progress=args.progress)
+                            raw=args.raw, summaries=args.summaries, cgm_days=args.cgm_days,
+                            progress=args.progress)
     return _import(ns)
 
 
@@ -118,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", type=Path, required=True, help="output directory (FHIR Bulk Data NDJSON)")
     imp.add_argument("--raw", choices=["all", "spot", "none"], default="spot",
                      help="raw Observations to write: spot metrics only (default), all, or none")
+    _summary_flags(imp)
     _progress_flags(imp)
     imp.set_defaults(run=_import)
 
@@ -129,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, default=Path("demo-output"))
     demo.add_argument("--records", type=int, default=300_000)
     demo.add_argument("--raw", choices=["all", "spot", "none"], default="spot")
+    _summary_flags(demo)
     demo.add_argument("--regenerate", action="store_true", help="write a new export even if one exists")
     _progress_flags(demo)
     demo.set_defaults(run=_demo)
@@ -137,6 +141,14 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("files", nargs="+", help="NDJSON files")
     val.set_defaults(run=_validate)
     return parser
+
+
+def _summary_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--summaries", default="all", metavar="WINDOWS",
+                        help="summary Observations to write: a comma list of hour, day, night (sleep), cgm "
+                             "(HL7 CGM summary); 'all' (default) or 'none'")
+    parser.add_argument("--cgm-days", type=int, default=14, metavar="N",
+                        help="length of the CGM summary reporting period in days (default 14)")
 
 
 def _progress_flags(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from mappers.batch import MappedBatch
 from mappers.sample import Rejection, SourceReport
+from mappers.summary import SummaryBatch
 
 __all__ = ["ImportReport"]
 
@@ -23,6 +24,8 @@ class ImportReport:
     raw_skipped: Counter[str] = field(default_factory=Counter)
     observations: Counter[str] = field(default_factory=Counter)
     resources: Counter[str] = field(default_factory=Counter)
+    summaries: Counter[str] = field(default_factory=Counter)
+    summary_windows: Counter[tuple[str, str]] = field(default_factory=Counter)
     rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
@@ -39,6 +42,13 @@ class ImportReport:
         self.resources[resource_type] += count
         if resource_type == "Observation" and metric is not None:
             self.observations[metric] += count
+
+    def add_summaries(self, batch: SummaryBatch) -> None:
+        """Count the summary Observations of one (patient, metric) and the windows they cover."""
+        self.summaries[batch.metric] += len(batch.resources)
+        self.resources["Observation"] += len(batch.resources)
+        for window, count in batch.windows.items():
+            self.summary_windows[(batch.metric, window)] += count
 
     def add_rejection(self, rejection: Rejection) -> None:
         """Count a rejected input item, keeping the first few locations as examples."""
@@ -85,16 +95,22 @@ class ImportReport:
                 lines.append(f"  blood-pressure readings merged into their panel: {src.merged_members:,}")
             if src.control_chars_removed:
                 lines.append(f"  stray control characters removed: {src.control_chars_removed:,}")
-        lines.append("Observations written per metric:")
+        lines.append("Raw Observations written per metric:")
         metrics = sorted(set(self.samples) | set(self.observations))
         for metric in metrics:
             extra = []
             if self.duplicates[metric]:
                 extra.append(f"{self.duplicates[metric]:,} duplicates dropped")
             if self.raw_skipped[metric]:
-                extra.append(f"{self.raw_skipped[metric]:,} dense samples not written raw (--raw all writes them)")
+                how = "summarised, not written raw" if self.summaries[metric] else "not written raw nor summarised"
+                extra.append(f"{self.raw_skipped[metric]:,} dense samples {how} (--raw all writes them)")
             suffix = f"  ({'; '.join(extra)})" if extra else ""
             lines.append(f"    {self.observations[metric]:>10,}  {metric}{suffix}")
+        if self.summaries:
+            lines.append("Summary Observations written per metric (windows):")
+            for metric in sorted(self.summaries):
+                windows = ", ".join(f"{w} {c:,}" for (m, w), c in sorted(self.summary_windows.items()) if m == metric)
+                lines.append(f"    {self.summaries[metric]:>10,}  {metric}  ({windows})")
         written = ", ".join(f"{t} {c:,}" for t, c in sorted(self.resources.items()))
         lines.append(f"Resources written: {written or 'none'}")
         if self.rejections:

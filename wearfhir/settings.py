@@ -13,9 +13,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mappers.ids import DEFAULT_IDENTIFIER_BASE
 from wearfhir.errors import ConfigError
 
-__all__ = ["ImportSettings", "PATIENT_REFERENCE"]
+__all__ = ["ImportSettings", "PATIENT_REFERENCE", "SUMMARY_WINDOWS", "parse_summaries"]
 
 PATIENT_REFERENCE = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
+SUMMARY_WINDOWS = ("hour", "day", "night", "cgm")
+
+
+def parse_summaries(text: str) -> frozenset[str]:
+    """``hour,day`` → the set of summary windows; ``none`` → no summaries; ``all`` → every window."""
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if words == ["none"]:
+        return frozenset()
+    if words == ["all"]:
+        return frozenset(SUMMARY_WINDOWS)
+    unknown = [w for w in words if w not in SUMMARY_WINDOWS]
+    if unknown or not words:
+        raise ValueError(f"summaries must be 'none', 'all' or a comma list of {', '.join(SUMMARY_WINDOWS)}"
+                         f" (got {text!r})")
+    return frozenset(words)
 
 
 class ImportSettings(BaseModel):
@@ -29,6 +44,13 @@ class ImportSettings(BaseModel):
     raw: Literal["all", "spot", "none"] = "spot"
     identifier_base: str = DEFAULT_IDENTIFIER_BASE
     chunk_bytes: int = Field(default=1 << 20, ge=4096, le=64 << 20)
+    summaries: frozenset[str] = frozenset(SUMMARY_WINDOWS)
+    cgm_days: int = Field(default=14, ge=1, le=90)
+
+    @field_validator("summaries", mode="before")
+    @classmethod
+    def _summaries(cls, value: object) -> object:
+        return parse_summaries(value) if isinstance(value, str) else value
 
     @field_validator("patient")
     @classmethod
@@ -39,7 +61,7 @@ class ImportSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ImportSettings:
-        """Read ``WEARFHIR_SOURCE``, ``WEARFHIR_PATIENT``, ``WEARFHIR_OUT`` and optional ``WEARFHIR_RAW``."""
+        """Read ``WEARFHIR_SOURCE``/``_PATIENT``/``_OUT``; optional ``_RAW``, ``_SUMMARIES``, ``_IDENTIFIER_BASE``."""
         missing = [k for k in ("WEARFHIR_SOURCE", "WEARFHIR_PATIENT", "WEARFHIR_OUT") if not env.get(k)]
         if missing:
             raise ConfigError(f"set {', '.join(missing)} to run the import flow")
@@ -50,6 +72,8 @@ class ImportSettings(BaseModel):
         }
         if env.get("WEARFHIR_RAW"):
             values["raw"] = env["WEARFHIR_RAW"]
+        if env.get("WEARFHIR_SUMMARIES"):
+            values["summaries"] = env["WEARFHIR_SUMMARIES"]
         if env.get("WEARFHIR_IDENTIFIER_BASE"):
             values["identifier_base"] = env["WEARFHIR_IDENTIFIER_BASE"]
         return cls.model_validate(values)

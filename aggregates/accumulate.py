@@ -1,0 +1,203 @@
+"""Window state of one (patient, metric): add sample columns as they arrive, flush the windows that changed.
+
+Sampled metrics (heart rate) are folded batch by batch into mergeable per-window statistics, so their
+state is a few numbers per window. Cumulative metrics (steps, energy), sleep and CGM keep their sample
+columns, because source de-duplication, sleep stage unions and CGM periods need the samples themselves.
+
+``flush`` returns each window that received samples since the previous flush, with status ``final`` the
+first time and ``amended`` when late data changed a window that was already emitted (same window, same
+id downstream: never a second resource).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sized
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aggregates.cgm import CgmStats, cgm_stats, period_keys
+from aggregates.columns import SampleColumns
+from aggregates.overlap import deduplicate_sources
+from aggregates.sleep import SleepNights, night_keys, sleep_nights
+from aggregates.stats import WindowStats, fold, merge
+from aggregates.windows import DAY, day_keys, hour_keys, hour_window_bounds
+
+__all__ = ["AccumulatorSpec", "Flushed", "SummaryAccumulator", "WINDOWS"]
+
+WINDOWS = ("hour", "day", "night", "cgm")
+
+
+@dataclass(frozen=True)
+class AccumulatorSpec:
+    """What to summarise for one metric."""
+
+    windows: frozenset[str]  # a subset of WINDOWS
+    cumulative: bool = False  # sum over the window after source de-duplication (steps, energy)
+    edges: tuple[float, ...] = ()  # band edges for time in range
+    stages: tuple[str, ...] = ()  # categorical codes, for sleep nights
+    cgm_days: int = 14
+
+
+@dataclass
+class Flushed:
+    """The windows one flush emits; each part holds only changed windows, with a status per window."""
+
+    hour: WindowStats | None = None
+    hour_status: np.ndarray | None = None
+    day: WindowStats | None = None
+    day_status: np.ndarray | None = None
+    night: SleepNights | None = None
+    night_status: np.ndarray | None = None
+    cgm: CgmStats | None = None
+    cgm_status: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        parts: tuple[Sized | None, ...] = (self.hour, self.day, self.night, self.cgm)
+        return sum(len(p) for p in parts if p is not None)
+
+
+def _select(stats: WindowStats, keys: np.ndarray) -> WindowStats:
+    idx = np.searchsorted(stats.keys, keys)
+    return WindowStats(
+        stats.keys[idx], stats.count[idx], stats.total[idx], stats.minimum[idx], stats.maximum[idx],
+        stats.bands[idx] if stats.bands is not None else None,
+        stats.tag[idx] if stats.tag is not None else None,
+        stats.tag_last[idx] if stats.tag_last is not None else None,
+    )
+
+
+def _take(obj: SleepNights | CgmStats, idx: np.ndarray) -> SleepNights | CgmStats:
+    values = {}
+    for name in obj.__dataclass_fields__:
+        v = getattr(obj, name)
+        values[name] = v[idx] if isinstance(v, np.ndarray) else v
+    return type(obj)(**values)
+
+
+@dataclass
+class SummaryAccumulator:
+    """Incremental window statistics of one (patient, metric); pure (no I/O), picklable for snapshots."""
+
+    spec: AccumulatorSpec
+    _folds: dict[str, WindowStats] = field(default_factory=dict)
+    _columns: list[SampleColumns] = field(default_factory=list)
+    _dirty: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    _emitted: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def keeps_samples(self) -> bool:
+        """Whether sample columns are kept (cumulative, sleep and CGM need them)."""
+        s = self.spec
+        return s.cumulative or "night" in s.windows or "cgm" in s.windows
+
+    def add(self, cols: SampleColumns) -> None:
+        """Take a batch of samples (any order; late data welcome)."""
+        if len(cols) == 0:
+            return
+        windows = self.spec.windows
+        missing = np.isnan(cols.value)
+        valued = cols.take(~missing) if missing.any() else cols  # categorical samples have no value
+        if "hour" in windows or "day" in windows:
+            self._add_windows(valued)
+        if "night" in windows:
+            self._mark("night", night_keys(cols.start, cols.offset))
+        if "cgm" in windows:
+            self._mark("cgm", period_keys(valued.start, valued.offset, self.spec.cgm_days))
+        if self.keeps_samples:
+            self._columns.append(cols)
+
+    def _add_windows(self, cols: SampleColumns) -> None:
+        for window in ("hour", "day"):
+            if window not in self.spec.windows:
+                continue
+            keys = self._keys(window, cols)
+            self._mark(window, keys)
+            if not self.spec.cumulative:  # cumulative windows are folded at flush, after de-duplication
+                edges = np.asarray(self.spec.edges) if self.spec.edges else None
+                folded = fold(keys, cols.value, edges, tag=cols.offset)
+                old = self._folds.get(window)
+                self._folds[window] = folded if old is None else merge(old, folded)
+
+    @staticmethod
+    def _keys(window: str, cols: SampleColumns) -> np.ndarray:
+        return hour_keys(cols.start, cols.offset) if window == "hour" else day_keys(cols.start, cols.offset)
+
+    def _mark(self, window: str, keys: np.ndarray) -> None:
+        self._dirty.setdefault(window, []).append(keys)
+
+    def _take_dirty(self, window: str) -> np.ndarray:
+        parts = self._dirty.pop(window, [])
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def _status(self, window: str, keys: np.ndarray) -> np.ndarray:
+        before = self._emitted.get(window, np.zeros(0, dtype=np.int64))
+        status = np.where(np.isin(keys, before), "amended", "final")
+        self._emitted[window] = np.union1d(before, keys)
+        return status
+
+    def flush(self) -> Flushed:
+        """Statistics of every window changed since the last flush (then forget which ones changed)."""
+        out = Flushed()
+        samples = SampleColumns.concat(self._columns) if self.keeps_samples else None
+        if samples is not None:
+            self._columns = [samples] if len(samples) else []
+        spec = self.spec
+        if spec.cumulative and samples is not None and ("hour" in spec.windows or "day" in spec.windows):
+            self._fold_cumulative(samples)
+        for window in ("hour", "day"):
+            dirty = self._take_dirty(window)
+            stats = self._folds.get(window)
+            if len(dirty) and stats is not None:
+                dirty = dirty[np.isin(dirty, stats.keys)]
+                chosen = _select(stats, dirty)
+                setattr(out, window, chosen)
+                setattr(out, f"{window}_status", self._status(window, chosen.keys))
+        if "night" in spec.windows and samples is not None:
+            dirty = self._take_dirty("night")
+            if len(dirty):
+                nights = sleep_nights(samples.start, samples.end, samples.offset, samples.code,
+                                      samples.priority, spec.stages)
+                idx = np.flatnonzero(np.isin(nights.keys, dirty))
+                chosen_nights = _take(nights, idx)
+                out.night = chosen_nights  # type: ignore[assignment]
+                out.night_status = self._status("night", chosen_nights.keys)
+        if "cgm" in spec.windows and samples is not None:
+            dirty = self._take_dirty("cgm")
+            if len(dirty):
+                valued = samples.take(~np.isnan(samples.value))
+                periods = cgm_stats(valued.start, valued.offset, valued.value, np.asarray(spec.edges),
+                                    spec.cgm_days)
+                idx = np.flatnonzero(np.isin(periods.keys, dirty))
+                chosen_periods = _take(periods, idx)
+                out.cgm = chosen_periods  # type: ignore[assignment]
+                out.cgm_status = self._status("cgm", chosen_periods.keys)
+        return out
+
+    def _fold_cumulative(self, samples: SampleColumns) -> None:
+        """Re-fold all cumulative windows: de-duplication depends on every overlapping source's samples."""
+        missing = np.isnan(samples.value)
+        valued = samples.take(~missing) if missing.any() else samples
+        order = np.argsort(valued.start, kind="stable")
+        valued = valued.take(order)
+        values = deduplicate_sources(valued.start, valued.end, valued.value, valued.priority)
+        counted = (values > 0) | (valued.value == 0)  # samples that still count for something
+        kept = valued.take(counted)
+        for window in ("hour", "day"):
+            if window in self.spec.windows:
+                self._folds[window] = fold(self._keys(window, kept), values[counted], tag=kept.offset)
+
+
+def window_bounds(window: str, stats: WindowStats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(start, start offset, end, end offset) in epoch seconds of hour or day windows.
+
+    An hour is a real hour in one offset. A day runs from local midnight in the offset of its first
+    sample to the next local midnight in the offset of its last sample: 23 or 25 hours on DST days.
+    """
+    assert stats.tag is not None and stats.tag_last is not None
+    if window == "hour":
+        start, end = hour_window_bounds(stats.keys, stats.tag)
+        return start, stats.tag, end, stats.tag
+    start = stats.keys * DAY - stats.tag
+    end = (stats.keys + 1) * DAY - stats.tag_last
+    return start, stats.tag, end, stats.tag_last

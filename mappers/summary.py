@@ -1,0 +1,263 @@
+"""Window statistics → summary Observations (DESIGN §3), incl. the HL7 CGM IG summary panel. Pure.
+
+* hour / day windows: ``valueQuantity`` is the mean (sampled metrics) or the total (cumulative metrics,
+  after source de-duplication); ``component``s carry minimum, maximum and count for sampled metrics and
+  the count for cumulative ones (a per-sample minimum of step counts means nothing to a clinician), each
+  coded with the metric's code plus ``observation-statistics``; metrics with bands add time in range.
+  Daily totals use the 24-hour LOINC code where there is one (steps 41950-7 ``/d``).
+* sleep: one Observation per night, total sleep (93832-4) as the value, minutes per stage as components.
+* CGM: the ``cgm-summary`` panel (107931-8) and its six members, per the HL7 CGM IG 1.0.0.
+
+Every summary has identifier system ``…/summary`` and a value naming patient, metric, window and
+statistic set, so a re-run or late data re-uses the id (status ``amended`` when late data changed it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+
+from aggregates.accumulate import Flushed, window_bounds
+from aggregates.cgm import CgmStats, period_first_day
+from aggregates.sleep import SleepNights
+from aggregates.stats import WindowStats
+from mappers.context import UCUM_SYSTEM, FhirContext
+from mappers.ids import resource_id
+from mappers.observation import category_for
+from mappers.tables import Coding, Metric
+
+__all__ = ["CGM_BANDS", "CGM_MEMBERS", "STATISTICS_SYSTEM", "SummaryBatch", "SummaryBuilder"]
+
+Resource = dict[str, Any]
+
+STATISTICS_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-statistics"
+LOINC = "http://loinc.org"
+CGM_PROFILE = "http://hl7.org/fhir/uv/cgm/StructureDefinition/"
+_EPOCH_DAY = date(1970, 1, 1)
+
+# (LOINC code, text) of the CGM time-in-range bands, lowest first (edges 54, 70, 181, 251 mg/dL).
+CGM_BANDS = (
+    ("104642-4", "Time in very low range (<54 mg/dL)"),
+    ("104641-6", "Time in low range (54-69 mg/dL)"),
+    ("97510-2", "Time in target range (70-180 mg/dL)"),
+    ("104640-8", "Time in high range (181-250 mg/dL)"),
+    ("104639-0", "Time in very high range (>250 mg/dL)"),
+)
+# member → (LOINC code, display, profile); the panel is 107931-8.
+CGM_PANEL = ("107931-8", "Continuous glucose monitoring summary panel - Reporting Period", "cgm-summary")
+CGM_MEMBERS = {
+    "mean": ("97507-8", "Average glucose [Mass/volume] in Interstitial fluid during Reporting Period",
+             "cgm-summary-mean-glucose-mass-per-volume"),
+    "times-in-ranges": ("106793-3", "Continuous glucose monitoring time in ranges panel",
+                        "cgm-summary-times-in-ranges"),
+    "gmi": ("97506-0", "Glucose management indicator", "cgm-summary-gmi"),
+    "cv": ("104638-2", "Glucose standard deviation/Glucose mean in Reporting Period Interstitial fluid by "
+           "calculation", "cgm-summary-coefficient-of-variation"),
+    "days-of-wear": ("104636-6", "Days continuous glucose monitor device worn [#] Reporting Period Estimated",
+                     "cgm-summary-days-of-wear"),
+    "sensor-active": ("104637-4", "Percentage of time continuous glucose monitor device worn Reporting Period "
+                      "Calculated", "cgm-summary-sensor-active-percentage"),
+}
+_STAT_DISPLAY = {"average": "Average", "minimum": "Minimum", "maximum": "Maximum", "count": "Count",
+                 "sum": "Sum"}
+_WINDOW_TEXT = {"hour": "hourly", "day": "daily"}
+
+
+def _round(value: float, decimals: int) -> float | int:
+    out = round(float(value), decimals)
+    return int(out) if decimals <= 0 else out
+
+
+def _percent(value: float) -> dict[str, Any]:
+    return {"value": round(float(value), 2), "unit": "%", "system": UCUM_SYSTEM, "code": "%"}
+
+
+@dataclass(slots=True)
+class SummaryBatch:
+    """Summary Observations of one (patient, metric), with how many windows of each kind they cover."""
+
+    metric: str
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    windows: dict[str, int] = field(default_factory=dict)
+
+
+class SummaryBuilder:
+    """Builds summary Observations for one deployment."""
+
+    def __init__(self, ctx: FhirContext) -> None:
+        self._ctx = ctx
+        self._system = ctx.system("summary")
+        self._zones: dict[int, timezone] = {}
+
+    # -- shared parts -------------------------------------------------------------------------------------
+    def _local(self, epoch: float, offset: int) -> str:
+        zone = self._zones.get(offset)
+        if zone is None:
+            zone = self._zones[offset] = timezone(timedelta(seconds=int(offset)))
+        return datetime.fromtimestamp(float(epoch), zone).isoformat()
+
+    def _period(self, start: float, start_offset: int, end: float, end_offset: int) -> dict[str, str]:
+        return {"start": self._local(start, start_offset), "end": self._local(end, end_offset)}
+
+    def _head(self, identity: str, status: str, patient: str, category: str, code: dict[str, Any]) -> Resource:
+        obs: Resource = {
+            "resourceType": "Observation",
+            "id": resource_id("summary", self._system, identity),
+            "identifier": [{"system": self._system, "value": identity}],
+            "status": status,
+        }
+        if category:
+            obs["category"] = category_for(category)
+        obs["code"] = code
+        obs["subject"] = {"reference": patient}
+        return obs
+
+    @staticmethod
+    def _stat_code(codings: tuple[Coding, ...], statistic: str, text: str) -> dict[str, Any]:
+        coding = [c.as_fhir() for c in codings]
+        coding.append({"system": STATISTICS_SYSTEM, "code": statistic, "display": _STAT_DISPLAY[statistic]})
+        return {"coding": coding, "text": text}
+
+    # -- entry point --------------------------------------------------------------------------------------
+    def build(self, patient: str, metric: Metric, flushed: Flushed) -> list[Resource]:
+        """Every summary Observation of one flush of one (patient, metric)."""
+        out: list[Resource] = []
+        for window in ("hour", "day"):
+            stats: WindowStats | None = getattr(flushed, window)
+            status = getattr(flushed, f"{window}_status")
+            if stats is not None and len(stats):
+                out.extend(self._windows(patient, metric, window, stats, status))
+        if flushed.night is not None and flushed.night_status is not None:
+            out.extend(self._nights(patient, metric, flushed.night, flushed.night_status))
+        if flushed.cgm is not None and flushed.cgm_status is not None:
+            out.extend(self._cgm(patient, metric, flushed.cgm, flushed.cgm_status))
+        return out
+
+    # -- hour and day -------------------------------------------------------------------------------------
+    def _windows(self, patient: str, metric: Metric, window: str, stats: WindowStats,
+                 status: np.ndarray) -> list[Resource]:
+        cumulative = metric.aggregation == "cumulative"
+        codings, unit, unit_display = metric.summary_codings(window)
+        what = "total" if cumulative else "mean"
+        code: dict[str, Any] = {"text": f"{metric.display}, {_WINDOW_TEXT[window]} {what}"}
+        if codings:
+            code = {"coding": [c.as_fhir() for c in codings], **code}
+        start, start_off, end, end_off = window_bounds(window, stats)
+        value = stats.total if cumulative else stats.mean
+        statset = "total,count" if cumulative else "mean,min,max,count"
+        comp_min = self._stat_code(codings, "minimum", f"{metric.display}, minimum")
+        comp_max = self._stat_code(codings, "maximum", f"{metric.display}, maximum")
+        comp_count = self._stat_code(codings, "count", "Number of samples")
+        decimals = metric.decimals
+        category = metric.category
+        out = []
+        for i in range(len(stats)):
+            label = (self._utc(start[i]) if window == "hour"
+                     else (_EPOCH_DAY + timedelta(days=int(stats.keys[i]))).isoformat())
+            identity = "|".join((patient, metric.key, window, label, statset))
+            obs = self._head(identity, str(status[i]), patient, category, code)
+            obs["effectivePeriod"] = self._period(start[i], start_off[i], end[i], end_off[i])
+            obs["valueQuantity"] = {"value": _round(value[i], decimals), "unit": unit_display,
+                                    "system": UCUM_SYSTEM, "code": unit}
+            components: list[dict[str, Any]] = []
+            if not cumulative:
+                q = {"unit": metric.unit_display, "system": UCUM_SYSTEM, "code": metric.unit}
+                components.append({"code": comp_min, "valueQuantity": {"value": _round(stats.minimum[i], decimals),
+                                                                       **q}})
+                components.append({"code": comp_max, "valueQuantity": {"value": _round(stats.maximum[i], decimals),
+                                                                       **q}})
+            components.append({"code": comp_count, "valueInteger": int(stats.count[i])})
+            if stats.bands is not None and len(metric.bands) == 4:
+                shares = 100.0 * stats.bands[i] / stats.count[i]
+                components.extend({"code": {"coding": [{"system": LOINC, "code": loinc}], "text": text},
+                                   "valueQuantity": _percent(share)}
+                                  for (loinc, text), share in zip(CGM_BANDS, shares, strict=True))
+            obs["component"] = components
+            out.append(obs)
+        return out
+
+    @staticmethod
+    def _utc(epoch: float) -> str:
+        return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # -- sleep --------------------------------------------------------------------------------------------
+    def _nights(self, patient: str, metric: Metric, nights: SleepNights, status: np.ndarray) -> list[Resource]:
+        stage_system = self._ctx.code_system(metric.key.replace("_", "-"))
+        codings = [c.as_fhir() for c in metric.codings]
+        out = []
+        for i in range(len(nights)):
+            night = (_EPOCH_DAY + timedelta(days=int(nights.keys[i]))).isoformat()
+            identity = "|".join((patient, metric.key, "night", night, "stage-minutes"))
+            code: dict[str, Any] = {"text": f"{metric.display}, night of {night}"}
+            if codings:
+                code = {"coding": codings, **code}
+            obs = self._head(identity, str(status[i]), patient, metric.category, code)
+            obs["effectivePeriod"] = self._period(nights.start[i], nights.start_offset[i], nights.end[i],
+                                                  nights.end_offset[i])
+            if nights.recorded[i, -1]:
+                obs["valueQuantity"] = {"value": round(float(nights.minutes[i, -1]), 1), "unit": "min",
+                                        "system": UCUM_SYSTEM, "code": "min"}
+            components = []
+            for j, stage in enumerate(nights.stages[:-1]):
+                if not nights.recorded[i, j]:
+                    continue
+                display = metric.codes.get(stage, stage)
+                components.append({
+                    "code": {"coding": [{"system": stage_system, "code": stage, "display": display}],
+                             "text": f"{display}, minutes"},
+                    "valueQuantity": {"value": round(float(nights.minutes[i, j]), 1), "unit": "min",
+                                      "system": UCUM_SYSTEM, "code": "min"},
+                })
+            if components:
+                obs["component"] = components
+            if "valueQuantity" not in obs and not components:
+                continue  # nothing counted that night (only out-of-bed markers)
+            out.append(obs)
+        return out
+
+    # -- CGM ----------------------------------------------------------------------------------------------
+    def _cgm(self, patient: str, metric: Metric, cgm: CgmStats, status: np.ndarray) -> list[Resource]:
+        out = []
+        for i in range(len(cgm)):
+            period = self._period(cgm.start[i], cgm.start_offset[i], cgm.end[i], cgm.end_offset[i])
+            label = (_EPOCH_DAY + timedelta(days=period_first_day(int(cgm.keys[i]), cgm.days))).isoformat()
+            base = "|".join((patient, metric.key, "cgm", f"{label}/{cgm.days}d"))
+            members: list[Resource] = []
+            values: dict[str, dict[str, Any]] = {
+                "mean": {"valueQuantity": {"value": round(float(cgm.mean[i]), 1), "unit": "mg/dL",
+                                           "system": UCUM_SYSTEM, "code": "mg/dL"}},
+                "gmi": {"valueQuantity": _percent(cgm.gmi[i])},
+                "cv": {"valueQuantity": _percent(cgm.cv[i])},
+                "days-of-wear": {"valueQuantity": {"value": int(cgm.days_worn[i]), "unit": "days",
+                                                   "system": UCUM_SYSTEM, "code": "d"}},
+                "sensor-active": {"valueQuantity": _percent(cgm.active_percent[i])},
+                "times-in-ranges": {"component": [
+                    {"code": {"coding": [{"system": LOINC, "code": loinc}], "text": text},
+                     "valueQuantity": _percent(share)}
+                    for (loinc, text), share in zip(CGM_BANDS, cgm.band_percent[i], strict=True)
+                ]},
+            }
+            for name in ("mean", "times-in-ranges", "gmi", "cv", "days-of-wear", "sensor-active"):
+                loinc, display, profile = CGM_MEMBERS[name]
+                members.append(self._cgm_obs(f"{base}|{name}", str(status[i]), patient, loinc, display, profile,
+                                             period, values[name]))
+            loinc, display, profile = CGM_PANEL
+            panel = self._cgm_obs(f"{base}|cgm-summary", str(status[i]), patient, loinc, display, profile, period,
+                                  {"hasMember": [{"reference": f"Observation/{m['id']}"} for m in members]})
+            out.extend(members)
+            out.append(panel)
+        return out
+
+    def _cgm_obs(self, identity: str, status: str, patient: str, loinc: str, display: str, profile: str,
+                 period: dict[str, str], body: dict[str, Any]) -> Resource:
+        obs = self._head(identity, status, patient, "laboratory",
+                         {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display})
+        obs = {"resourceType": "Observation", "id": obs["id"], "meta": {"profile": [CGM_PROFILE + profile]},
+               **{k: v for k, v in obs.items() if k not in ("resourceType", "id")}}
+        obs["effectivePeriod"] = period
+        obs.update(body)
+        return obs
+

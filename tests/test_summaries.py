@@ -1,0 +1,389 @@
+"""Summary Observations: golden files, FHIR validation, the CGM panel, sleep, DST, late data, source de-dup."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregates.accumulate import AccumulatorSpec, SummaryAccumulator
+from aggregates.cgm import GMI_INTERCEPT, GMI_SLOPE
+from aggregates.columns import SampleColumns, source_priority
+from flows.summarise import accumulator_spec
+from mappers.context import FhirContext
+from mappers.sample import DeviceInfo, Sample, SourceInfo
+from mappers.summary import CGM_BANDS, CGM_MEMBERS, STATISTICS_SYSTEM, SummaryBuilder
+from mappers.tables import metrics
+from tests.helpers import export_xml, normalize, record
+from tests.test_fhir_output import check_golden
+from wearfhir.cli import main
+from wearfhir.validate import validate_resource
+
+ALL = frozenset({"hour", "day", "night", "cgm"})
+PHONE = ("&lt;&lt;HKDevice: 0x2&gt;, name:iPhone, manufacturer:Apple Inc., model:iPhone, "
+         "hardware:iPhone14,2, software:17.1&gt;")
+NY = ZoneInfo("America/New_York")
+SLEEP = "HKCategoryTypeIdentifierSleepAnalysis"
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def accumulate(samples: list[Sample], windows: frozenset[str] = ALL) -> dict[str, SummaryAccumulator]:
+    table = metrics()
+    accs: dict[str, SummaryAccumulator] = {}
+    for metric, group in _by_metric(samples).items():
+        m = table[metric]
+        acc = accs[metric] = SummaryAccumulator(accumulator_spec(m, windows))
+        acc.add(SampleColumns.from_samples(group, tuple(m.codes), m.source_priority))
+    return accs
+
+
+def _by_metric(samples: list[Sample]) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        out[s.metric].append(s)
+    return out
+
+
+def flush(accs: dict[str, SummaryAccumulator], builder: SummaryBuilder | None = None) -> list[dict]:
+    builder = builder or SummaryBuilder(FhirContext())
+    table = metrics()
+    out = []
+    for metric, acc in sorted(accs.items()):
+        out.extend(builder.build("Patient/p1", table[metric], acc.flush()))
+    return out
+
+
+def summaries_for(*elements: str, windows: frozenset[str] = ALL) -> list[dict]:
+    samples, rejections, _ = normalize(export_xml(*elements))
+    assert not rejections
+    return flush(accumulate(samples, windows))
+
+
+def window_of(obs: dict) -> str:
+    return obs["identifier"][0]["value"].split("|")[2]
+
+
+# --- the example data of each summary kind ---------------------------------------------------------------
+
+HEART_RATE = [record("HeartRate", v, "count/min", start=f"2024-03-12 {t} -0400")
+              for v, t in (("61", "08:05:00"), ("75", "08:25:00"), ("92", "08:50:00"), ("70", "09:10:00"))]
+STEPS = [
+    record("StepCount", "1000", "count", start="2024-03-12 10:00:00 -0400", end="2024-03-12 10:10:00 -0400"),
+    record("StepCount", "950", "count", start="2024-03-12 10:00:00 -0400", end="2024-03-12 10:10:00 -0400",
+           source="Zoë’s iPhone", device=PHONE),
+    record("StepCount", "300", "count", start="2024-03-12 12:00:00 -0400", end="2024-03-12 12:05:00 -0400",
+           source="Zoë’s iPhone", device=PHONE),
+]
+ENERGY = [
+    record("ActiveEnergyBurned", "120", "Cal", start="2024-03-12 07:00:00 -0400", end="2024-03-12 07:30:00 -0400"),
+    record("ActiveEnergyBurned", "418.4", "kJ", start="2024-03-12 18:00:00 -0400", end="2024-03-12 18:20:00 -0400"),
+]
+SLEEP_NIGHT = [
+    record(SLEEP, "HKCategoryValueSleepAnalysisInBed", start="2024-03-12 22:30:00 -0400",
+           end="2024-03-13 06:45:00 -0400", source="Zoë’s iPhone", device=PHONE),
+    record(SLEEP, "HKCategoryValueSleepAnalysisAsleepCore", start="2024-03-12 23:00:00 -0400",
+           end="2024-03-13 01:00:00 -0400"),
+    record(SLEEP, "HKCategoryValueSleepAnalysisAsleepDeep", start="2024-03-13 01:00:00 -0400",
+           end="2024-03-13 02:00:00 -0400"),
+    record(SLEEP, "HKCategoryValueSleepAnalysisAwake", start="2024-03-13 02:00:00 -0400",
+           end="2024-03-13 02:15:00 -0400"),
+    record(SLEEP, "HKCategoryValueSleepAnalysisAsleepREM", start="2024-03-13 02:15:00 -0400",
+           end="2024-03-13 03:45:00 -0400"),
+    record(SLEEP, "HKCategoryValueSleepAnalysisAsleepCore", start="2024-03-13 03:45:00 -0400",
+           end="2024-03-13 06:30:00 -0400"),
+    # a third-party app recording the same night must not add to it
+    record(SLEEP, "HKCategoryValueSleepAnalysisAsleepUnspecified", start="2024-03-12 23:00:00 -0400",
+           end="2024-03-13 06:30:00 -0400", source="SleepCycle", device=None),
+]
+
+
+def cgm_readings(days: int = 2, start: datetime = datetime(2024, 3, 12, tzinfo=NY)) -> list[str]:
+    """Dexcom readings every 5 minutes with values cycling through all five bands."""
+    values = [45, 62, 100, 140, 175, 200, 260, 120]
+    out = []
+    for i in range(days * 288):
+        moment = start + timedelta(minutes=5 * i)
+        out.append(record("BloodGlucose", str(values[i % len(values)]), "mg/dL", start=stamp(moment),
+                          source="Dexcom G7", device=None))
+    return out
+
+
+GOLDEN_KINDS = {
+    "summary_heart_rate": (HEART_RATE, ALL),
+    "summary_steps_watch_and_iphone": (STEPS, ALL),
+    "summary_active_energy": (ENERGY, frozenset({"day"})),
+    "summary_sleep_night": (SLEEP_NIGHT, ALL),
+    "summary_cgm_panel": (cgm_readings(), frozenset({"cgm"})),
+    "summary_cgm_glucose_day": (cgm_readings(days=1), frozenset({"day"})),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GOLDEN_KINDS))
+def test_summary_matches_golden_file_and_validates(kind: str) -> None:
+    elements, windows = GOLDEN_KINDS[kind]
+    resources = summaries_for(*elements, windows=windows)
+    assert resources
+    check_golden(kind, resources)
+    for resource in resources:
+        assert validate_resource(resource) == [], resource["identifier"][0]["value"]
+        assert resource["id"].startswith("m") and resource["identifier"][0]["system"].endswith("/summary")
+
+
+def test_sampled_summary_values_and_components() -> None:
+    hour, day = [r for r in summaries_for(*HEART_RATE) if window_of(r) == "hour"], \
+        [r for r in summaries_for(*HEART_RATE) if window_of(r) == "day"]
+    assert len(hour) == 2 and len(day) == 1
+    first = hour[0]
+    assert first["effectivePeriod"] == {"start": "2024-03-12T08:00:00-04:00", "end": "2024-03-12T09:00:00-04:00"}
+    assert first["valueQuantity"]["value"] == pytest.approx((61 + 75 + 92) / 3, abs=0.005)
+    stats = {c["code"]["coding"][-1]["code"]: c for c in first["component"]}
+    assert stats["minimum"]["valueQuantity"]["value"] == 61 and stats["maximum"]["valueQuantity"]["value"] == 92
+    assert stats["count"]["valueInteger"] == 3
+    for comp in first["component"]:
+        assert comp["code"]["coding"][0] == {"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}
+        assert comp["code"]["coding"][-1]["system"] == STATISTICS_SYSTEM
+    assert day[0]["component"][2]["valueInteger"] == 4
+
+
+def test_watch_and_iphone_overlap_yields_the_deduplicated_daily_total() -> None:
+    resources = summaries_for(*STEPS)
+    day = [r for r in resources if window_of(r) == "day"]
+    assert len(day) == 1
+    # the iPhone's 950 steps of the same ten minutes are the Watch's 1000: only the Watch counts there
+    assert day[0]["valueQuantity"] == {"value": 1300, "unit": "steps/day", "system": "http://unitsofmeasure.org",
+                                       "code": "/d"}
+    assert day[0]["code"]["coding"][0]["code"] == "41950-7"
+    hours = {r["effectivePeriod"]["start"]: r["valueQuantity"]["value"] for r in resources if window_of(r) == "hour"}
+    assert hours == {"2024-03-12T10:00:00-04:00": 1000, "2024-03-12T12:00:00-04:00": 300}
+
+
+def test_source_priority_is_configurable_per_metric() -> None:
+    watch = SourceInfo("Zoë’s Apple Watch", "10.1", DeviceInfo("Apple Watch", "Apple Inc.", "Watch", None, None))
+    phone = SourceInfo("Zoë’s iPhone", "17.1", DeviceInfo("iPhone", "Apple Inc.", "iPhone", None, None))
+    other = SourceInfo("Garmin Connect", "5", None)
+    assert source_priority(watch, ("Watch", "iPhone")) > source_priority(phone, ("Watch", "iPhone")) > \
+        source_priority(other, ("Watch", "iPhone")) == 0
+    assert source_priority(other, ("Garmin", "Watch")) > source_priority(watch, ("Garmin", "Watch"))
+
+
+def test_daily_energy_uses_the_24_hour_code_and_converts_units() -> None:
+    (day,) = summaries_for(*ENERGY, windows=frozenset({"day"}))
+    assert day["code"]["coding"][0]["code"] == "41979-6"
+    assert day["valueQuantity"]["code"] == "kcal/d"
+    assert day["valueQuantity"]["value"] == pytest.approx(120 + 100, abs=0.001)  # 418.4 kJ = 100 kcal
+
+
+def test_sleep_night_counts_each_stage_once_from_the_best_source() -> None:
+    (night,) = summaries_for(*SLEEP_NIGHT)
+    minutes = {c["code"]["coding"][0]["code"]: c["valueQuantity"]["value"] for c in night["component"]}
+    assert minutes == {"in_bed": 495.0, "asleep_core": 120.0 + 165.0, "asleep_deep": 60.0, "asleep_rem": 90.0,
+                       "awake": 15.0}
+    # total sleep = the Watch's asleep stages (the third-party app's overlapping record is not added)
+    assert night["valueQuantity"]["value"] == 120 + 60 + 90 + 165
+    assert night["code"]["coding"][0]["code"] == "93832-4"
+    assert night["effectivePeriod"] == {"start": "2024-03-12T22:30:00-04:00", "end": "2024-03-13T06:45:00-04:00"}
+
+
+def test_sleep_from_a_single_third_party_app_still_counts() -> None:
+    (night,) = summaries_for(SLEEP_NIGHT[-1])
+    assert night["valueQuantity"]["value"] == 450.0
+
+
+def test_cgm_panel_codes_members_and_values_follow_the_ig() -> None:
+    readings = cgm_readings(days=2)
+    resources = summaries_for(*readings, windows=frozenset({"cgm"}))
+    panel = resources[-1]
+    members = {r["id"]: r for r in resources[:-1]}
+    assert panel["code"]["coding"][0]["code"] == "107931-8"
+    assert panel["meta"]["profile"] == ["http://hl7.org/fhir/uv/cgm/StructureDefinition/cgm-summary"]
+    assert [m["reference"] for m in panel["hasMember"]] == [f"Observation/{i}" for i in members]
+    codes = {m["code"]["coding"][0]["code"]: m for m in members.values()}
+    assert set(codes) == {code for code, _, _ in CGM_MEMBERS.values()}
+    for m in members.values():
+        assert m["effectivePeriod"] == panel["effectivePeriod"]
+        assert m["category"][0]["coding"][0]["code"] == "laboratory"
+    values = np.array([45, 62, 100, 140, 175, 200, 260, 120] * (2 * 288 // 8), dtype=float)
+    mean = values.mean()
+    assert codes["97507-8"]["valueQuantity"]["value"] == round(mean, 1)
+    assert codes["97506-0"]["valueQuantity"]["value"] == round(GMI_INTERCEPT + GMI_SLOPE * mean, 2)
+    assert codes["104638-2"]["valueQuantity"]["value"] == round(100 * values.std(ddof=1) / mean, 2)
+    assert codes["104636-6"]["valueQuantity"] == {"value": 2, "unit": "days", "system": "http://unitsofmeasure.org",
+                                                  "code": "d"}
+    assert codes["104637-4"]["valueQuantity"]["value"] == 100.0
+    tir = codes["106793-3"]["component"]
+    assert [c["code"]["coding"][0]["code"] for c in tir] == [code for code, _ in CGM_BANDS]
+    shares = [c["valueQuantity"]["value"] for c in tir]
+    assert shares == [12.5, 12.5, 50.0, 12.5, 12.5]  # 45 | 62 | 100,140,175,120 | 200 | 260
+    assert panel["effectivePeriod"] == {"start": "2024-03-12T00:00:00-04:00", "end": "2024-03-14T00:00:00-04:00"}
+
+
+def test_cgm_percentages_have_two_decimals_and_wear_reflects_gaps() -> None:
+    readings = cgm_readings(days=3)
+    kept = readings[:288] + readings[2 * 288:2 * 288 + 100]  # day 2 missing, day 3 partly worn
+    resources = summaries_for(*kept, windows=frozenset({"cgm"}))
+    codes = {r["code"]["coding"][0]["code"]: r for r in resources}
+    assert codes["104636-6"]["valueQuantity"]["value"] == 2
+    active = codes["104637-4"]["valueQuantity"]["value"]
+    assert active == round(100 * 388 / (3 * 288), 2)
+    for comp in codes["106793-3"]["component"]:
+        assert round(comp["valueQuantity"]["value"], 2) == comp["valueQuantity"]["value"]
+
+
+def hourly_heart_rate(day_start: datetime, day_end: datetime) -> list[str]:
+    """A reading every 10 minutes of real time (arithmetic in UTC: aware-datetime "+" is wall-clock time)."""
+    out, moment, stop = [], day_start.astimezone(UTC), day_end.astimezone(UTC)
+    while moment < stop:
+        out.append(record("HeartRate", "70", "count/min", start=stamp(moment.astimezone(NY))))
+        moment += timedelta(minutes=10)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("day", "hours", "start", "end"),
+    [
+        ("2024-11-03", 25, "2024-11-03T00:00:00-04:00", "2024-11-04T00:00:00-05:00"),  # fall back
+        ("2024-03-10", 23, "2024-03-10T00:00:00-05:00", "2024-03-11T00:00:00-04:00"),  # spring forward
+    ],
+)
+def test_dst_days_have_25_and_23_hourly_observations(day, hours, start, end) -> None:
+    local = datetime.fromisoformat(day).replace(tzinfo=NY)
+    elements = hourly_heart_rate(local - timedelta(hours=2), local + timedelta(days=1, hours=2))
+    resources = summaries_for(*elements, windows=frozenset({"hour", "day"}))
+    on_day = [r for r in resources if window_of(r) == "hour" and r["effectivePeriod"]["start"].startswith(day)]
+    assert len(on_day) == hours
+    assert len({r["id"] for r in on_day}) == hours
+    (daily,) = [r for r in resources if window_of(r) == "day" and r["effectivePeriod"]["start"].startswith(day)]
+    assert daily["effectivePeriod"] == {"start": start, "end": end}
+    assert daily["component"][-1]["valueInteger"] == hours * 6
+    if hours == 25:
+        repeated = [r["effectivePeriod"] for r in on_day if r["effectivePeriod"]["start"][11:13] == "01"]
+        assert repeated == [
+            {"start": "2024-11-03T01:00:00-04:00", "end": "2024-11-03T02:00:00-04:00"},
+            {"start": "2024-11-03T01:00:00-05:00", "end": "2024-11-03T02:00:00-05:00"},
+        ]
+
+
+def test_late_data_re_emits_the_same_window_as_amended() -> None:
+    samples, _, _ = normalize(export_xml(*HEART_RATE))
+    accs = accumulate(samples, frozenset({"hour", "day"}))
+    builder = SummaryBuilder(FhirContext())
+    first = {r["id"]: r for r in flush(accs, builder)}
+    assert {r["status"] for r in first.values()} == {"final"}
+    assert flush(accs, builder) == []  # nothing changed, nothing emitted
+    late, _, _ = normalize(export_xml(record("HeartRate", "120", "count/min", start="2024-03-12 08:40:00 -0400"),
+                                      record("HeartRate", "66", "count/min", start="2024-03-12 15:00:00 -0400")))
+    m = metrics()["heart_rate"]
+    accs["heart_rate"].add(SampleColumns.from_samples(late, (), m.source_priority))
+    second = flush(accs, builder)
+    by_id = {r["id"]: r for r in second}
+    amended = [r for r in second if r["id"] in first]
+    assert {r["status"] for r in amended} == {"amended"} and len(amended) == 2  # the 08:00 hour and the day
+    eight = next(r for r in amended if window_of(r) == "hour")
+    assert eight["valueQuantity"]["value"] == pytest.approx((61 + 75 + 92 + 120) / 4, abs=0.005)
+    assert eight["component"][2]["valueInteger"] == 4
+    new = [r for r in by_id.values() if r["id"] not in first]
+    assert len(new) == 1 and new[0]["status"] == "final"
+
+
+def test_late_steps_from_a_better_source_amend_the_day_total() -> None:
+    samples, _, _ = normalize(export_xml(*STEPS[1:]))  # the iPhone first: 950 + 300
+    accs = accumulate(samples, frozenset({"day"}))
+    (before,) = flush(accs)
+    assert before["valueQuantity"]["value"] == 1250
+    watch, _, _ = normalize(export_xml(STEPS[0]))
+    m = metrics()["steps"]
+    accs["steps"].add(SampleColumns.from_samples(watch, (), m.source_priority))
+    (after,) = flush(accs)
+    assert after["id"] == before["id"] and after["status"] == "amended"
+    assert after["valueQuantity"]["value"] == 1300
+
+
+def test_import_cli_writes_summaries_by_default_and_honours_the_summaries_option(tmp_path, capsys) -> None:
+    export = tmp_path / "export.xml"
+    export.write_bytes(export_xml(*HEART_RATE, *STEPS, *SLEEP_NIGHT))
+
+    def run(*extra: str) -> dict[str, int]:
+        out = tmp_path / f"out{len(extra)}{'-'.join(extra)}"
+        assert main(["import", str(export), "--patient", "Patient/p1", "--out", str(out), "--no-progress",
+                     *extra]) == 0
+        counts: dict[str, int] = defaultdict(int)
+        written = out / "Observation.ndjson"
+        for line in (written.read_text(encoding="utf-8").splitlines() if written.exists() else []):
+            obs = json.loads(line)
+            if obs["identifier"][0]["system"].endswith("/summary"):
+                counts[window_of(obs)] += 1
+        return dict(counts)
+
+    assert run() == {"hour": 4, "day": 2, "night": 1}
+    assert run("--summaries", "day") == {"day": 2}
+    capsys.readouterr()
+    assert run("--summaries", "none") == {}
+    assert "4 dense samples not written raw nor summarised" in capsys.readouterr().out
+    assert main(["import", str(export), "--patient", "Patient/p1", "--out", str(tmp_path / "x"),
+                 "--summaries", "weekly"]) == 2
+    assert "--summaries" in capsys.readouterr().err
+
+
+# --- properties of the accumulator ----------------------------------------------------------------------
+
+@st.composite
+def cumulative_samples(draw):
+    n = draw(st.integers(1, 60))
+    start = np.array(draw(st.lists(st.integers(0, 3 * 86400), min_size=n, max_size=n)), dtype=np.float64)
+    length = np.array(draw(st.lists(st.integers(0, 1800), min_size=n, max_size=n)), dtype=np.float64)
+    value = np.array(draw(st.lists(st.integers(0, 2000), min_size=n, max_size=n)), dtype=np.float64)
+    priority = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int64)
+    offset = np.full(n, -4 * 3600, dtype=np.int64)
+    base = 1.71e9
+    return SampleColumns(start + base, start + base + length, offset, value, priority, np.full(n, -1))
+
+
+def _totals(flushed_stats) -> dict[int, float]:
+    return dict(zip(flushed_stats.keys.tolist(), flushed_stats.total.tolist(), strict=True))
+
+
+@settings(max_examples=100, deadline=None)
+@given(cumulative_samples(), st.integers(0, 60))
+def test_cumulative_totals_roll_up_from_hours_to_days_and_ignore_batching(cols, cut) -> None:
+    spec = AccumulatorSpec(windows=frozenset({"hour", "day"}), cumulative=True)
+    whole = SummaryAccumulator(spec)
+    whole.add(cols)
+    a = whole.flush()
+    split = SummaryAccumulator(spec)
+    cut = min(cut, len(cols))
+    split.add(cols.take(np.arange(cut)))
+    split.add(cols.take(np.arange(cut, len(cols))))
+    b = split.flush()
+    assert a.hour is not None and a.day is not None and b.day is not None
+    assert _totals(a.day) == pytest.approx(_totals(b.day))
+    assert a.hour.total.sum() == pytest.approx(a.day.total.sum())
+    # de-duplication never adds: the total is at most the plain sum, at least the best source's own sum
+    assert a.day.total.sum() <= cols.value.sum() + 1e-6
+    top = cols.priority == cols.priority.max()
+    assert a.day.total.sum() >= cols.value[top].sum() - 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=20, max_value=500), min_size=1, max_size=400), st.integers(1, 5))
+def test_cgm_shares_sum_to_100_and_mean_is_bounded(values, step_minutes) -> None:
+    n = len(values)
+    start = 1.71e9 + np.arange(n) * step_minutes * 60.0
+    cols = SampleColumns(start, start, np.full(n, -4 * 3600), np.array(values), np.zeros(n, dtype=np.int64),
+                         np.full(n, -1))
+    acc = SummaryAccumulator(AccumulatorSpec(windows=frozenset({"cgm"}), edges=(54, 70, 181, 251)))
+    acc.add(cols)
+    cgm = acc.flush().cgm
+    assert cgm is not None and cgm.count.sum() == n
+    assert np.allclose(cgm.band_percent.sum(axis=1), 100.0)
+    assert np.all(cgm.mean >= min(values) - 1e-9) and np.all(cgm.mean <= max(values) + 1e-9)
+    assert np.all((cgm.active_percent > 0) & (cgm.active_percent <= 100))
+    assert np.all(cgm.days_worn >= 1)
