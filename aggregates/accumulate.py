@@ -20,7 +20,7 @@ from aggregates.cgm import CgmStats, cgm_stats, period_keys
 from aggregates.columns import SampleColumns
 from aggregates.overlap import deduplicate_sources
 from aggregates.sleep import SleepNights, night_keys, sleep_nights
-from aggregates.stats import WindowStats, fold, merge
+from aggregates.stats import WindowStats, fold, merge_all
 from aggregates.windows import DAY, day_keys, hour_keys, hour_window_bounds
 
 __all__ = ["AccumulatorSpec", "Flushed", "SummaryAccumulator", "WINDOWS"]
@@ -81,6 +81,7 @@ class SummaryAccumulator:
 
     spec: AccumulatorSpec
     _folds: dict[str, WindowStats] = field(default_factory=dict)
+    _pending: dict[str, list[WindowStats]] = field(default_factory=dict)  # per-batch folds not yet merged
     _columns: list[SampleColumns] = field(default_factory=list)
     _dirty: dict[str, list[np.ndarray]] = field(default_factory=dict)
     _emitted: dict[str, np.ndarray] = field(default_factory=dict)
@@ -115,9 +116,7 @@ class SummaryAccumulator:
             self._mark(window, keys)
             if not self.spec.cumulative:  # cumulative windows are folded at flush, after de-duplication
                 edges = np.asarray(self.spec.edges) if self.spec.edges else None
-                folded = fold(keys, cols.value, edges, tag=cols.offset)
-                old = self._folds.get(window)
-                self._folds[window] = folded if old is None else merge(old, folded)
+                self._pending.setdefault(window, []).append(fold(keys, cols.value, edges, tag=cols.offset))
 
     @staticmethod
     def _keys(window: str, cols: SampleColumns) -> np.ndarray:
@@ -146,6 +145,10 @@ class SummaryAccumulator:
         if spec.cumulative and samples is not None and ("hour" in spec.windows or "day" in spec.windows):
             self._fold_cumulative(samples)
         for window in ("hour", "day"):
+            pending = self._pending.pop(window, [])
+            if pending:
+                old = self._folds.get(window)
+                self._folds[window] = merge_all(([old] if old is not None else []) + pending)
             dirty = self._take_dirty(window)
             stats = self._folds.get(window)
             if len(dirty) and stats is not None:

@@ -12,6 +12,8 @@ from mappers.sample import Sample, SourceInfo
 
 __all__ = ["SampleColumns", "source_priority"]
 
+_UNIX_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
+
 
 def source_priority(source: SourceInfo, order: Sequence[str]) -> int:
     """Rank of a source for de-duplication: ``len(order)`` for the first name fragment that matches, 0 if none.
@@ -66,31 +68,57 @@ class SampleColumns:
     def from_samples(cls, samples: Sequence[Sample], codes: Sequence[str] = (),
                      priority_order: Sequence[str] = ()) -> SampleColumns:
         """Columns of a batch. Offsets and priorities are looked up once per distinct tzinfo / source."""
-        n = len(samples)
-        start = np.fromiter((s.start.timestamp() for s in samples), dtype=np.float64, count=n)
-        end = np.fromiter((s.end.timestamp() for s in samples), dtype=np.float64, count=n)
+        # sources are keyed by id(): sources share one object per app/device (the normaliser caches them),
+        # every sample is alive for the whole call, and hashing a source tuple per sample costs more than
+        # the rest of the loop. Offsets are keyed by the (cheaply hashed, equal-comparing) tzinfo itself.
         offsets: dict[object, int] = {}
-        ranks: dict[SourceInfo, int] = {}
-
-        def offset_of(sample: Sample) -> int:
-            tz = sample.start.tzinfo
-            got = offsets.get(tz)
-            if got is None:
-                got = int((sample.start.utcoffset() or timedelta(0)).total_seconds())
-                if type(tz) is timezone:  # a fixed offset (what parsed timestamps carry); zones vary by date
-                    offsets[tz] = got
-            return got
-
-        def rank_of(sample: Sample) -> int:
-            got = ranks.get(sample.source)
-            if got is None:
-                got = ranks[sample.source] = source_priority(sample.source, priority_order)
-            return got
-
-        offset = np.fromiter((offset_of(s) for s in samples), dtype=np.int64, count=n)
-        priority = np.fromiter((rank_of(s) for s in samples), dtype=np.int64, count=n)
+        ranks: dict[int, int] = {}
+        starts: list[float] = []
+        ends: list[float] = []
+        offs: list[int] = []
+        prios: list[int] = []
+        values: list[float] = []
         nan = float("nan")
-        value = np.fromiter((nan if s.value is None else s.value for s in samples), dtype=np.float64, count=n)
+        add_start, add_end, add_offset, add_priority, add_value = (
+            starts.append, ends.append, offs.append, prios.append, values.append)
+        for s in samples:  # one pass, locals only: this loop is most of the summaries' per-sample cost
+            first = s.start
+            tz = first.tzinfo
+            off = offsets.get(tz)
+            if off is None:
+                off = int((first.utcoffset() or timedelta(0)).total_seconds())
+                if type(tz) is timezone:  # a fixed offset (what parsed timestamps carry); zones vary by date
+                    offsets[tz] = off
+            add_offset(off)
+            # epoch seconds from the wall clock and the offset: 2.5x faster than datetime.timestamp()
+            t: float = ((first.toordinal() - _UNIX_ORDINAL) * 86400 + first.hour * 3600 + first.minute * 60
+                 + first.second - off)
+            if first.microsecond:
+                t += first.microsecond / 1e6
+            add_start(t)
+            last = s.end
+            if last is first:
+                add_end(t)
+            else:
+                end_off = offsets.get(last.tzinfo)  # only fixed offsets are cached
+                if end_off is None:
+                    add_end(last.timestamp())
+                else:
+                    add_end((last.toordinal() - _UNIX_ORDINAL) * 86400 + last.hour * 3600 + last.minute * 60
+                                + last.second + last.microsecond / 1e6 - end_off)
+            source = s.source
+            rank = ranks.get(id(source))
+            if rank is None:
+                rank = ranks[id(source)] = source_priority(source, priority_order)
+            add_priority(rank)
+            v = s.value
+            add_value(nan if v is None else v)
+        n = len(samples)
+        start = np.array(starts, dtype=np.float64)
+        end = np.array(ends, dtype=np.float64)
+        offset = np.array(offs, dtype=np.int64)
+        priority = np.array(prios, dtype=np.int64)
+        value = np.array(values, dtype=np.float64)
         if codes:
             index = {c: i for i, c in enumerate(codes)}
             code = np.fromiter((index.get(s.code, -1) if s.code else -1 for s in samples), dtype=np.int64, count=n)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WindowStats", "band_index", "fold", "merge"]
+__all__ = ["WindowStats", "band_index", "fold", "merge", "merge_all"]
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,13 @@ def fold(keys: np.ndarray, values: np.ndarray, edges: np.ndarray | None = None,
     count = np.diff(np.r_[starts, len(k)])
     bands = None
     if edges is not None:
-        nbands = len(edges) + 1
-        window = np.repeat(np.arange(len(starts)), count)
-        flat = np.bincount(window * nbands + band_index(v, edges), minlength=len(starts) * nbands)
-        bands = flat.reshape(len(starts), nbands).astype(np.int64)
+        # per window, how many values reach each edge (one reduceat per edge); band i = reach(i-1) - reach(i)
+        reach = np.empty((len(starts), len(edges) + 2), dtype=np.int64)
+        reach[:, 0] = count
+        for i, edge in enumerate(edges):
+            reach[:, i + 1] = np.add.reduceat(v >= edge, starts, dtype=np.int64)
+        reach[:, -1] = 0
+        bands = reach[:, :-1] - reach[:, 1:]
     return WindowStats(
         keys=k[starts].astype(np.int64),
         count=count.astype(np.int64),
@@ -87,30 +90,41 @@ def fold(keys: np.ndarray, values: np.ndarray, edges: np.ndarray | None = None,
 
 def merge(a: WindowStats, b: WindowStats) -> WindowStats:
     """Combine two folds (of disjoint sample sets) into the fold of their union."""
-    if len(a) == 0:
-        return b
-    if len(b) == 0:
-        return a
-    keys = np.concatenate((a.keys, b.keys))
-    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    n = len(unique)
-    count = np.zeros(n, dtype=np.int64)
-    total = np.zeros(n, dtype=np.float64)
-    minimum = np.full(n, np.inf)
-    maximum = np.full(n, -np.inf)
-    tag = tag_last = None
-    if a.tag is not None and b.tag is not None:
-        tag = np.concatenate((a.tag, b.tag))[first]  # first occurrence: the earlier fold's tag wins
-    if a.tag_last is not None and b.tag_last is not None:
-        both = np.concatenate((a.tag_last, b.tag_last))
-        _, first_from_end = np.unique(keys[::-1], return_index=True)
-        tag_last = both[len(keys) - 1 - first_from_end]  # last occurrence: the later fold's tag wins
-    np.add.at(count, inverse, np.concatenate((a.count, b.count)))
-    np.add.at(total, inverse, np.concatenate((a.total, b.total)))
-    np.minimum.at(minimum, inverse, np.concatenate((a.minimum, b.minimum)))
-    np.maximum.at(maximum, inverse, np.concatenate((a.maximum, b.maximum)))
-    bands = None
-    if a.bands is not None and b.bands is not None:
-        bands = np.zeros((n, a.bands.shape[1]), dtype=np.int64)
-        np.add.at(bands, inverse, np.concatenate((a.bands, b.bands)))
-    return WindowStats(unique, count, total, minimum, maximum, bands, tag, tag_last)
+    return merge_all([a, b])
+
+
+def merge_all(parts: list[WindowStats]) -> WindowStats:
+    """Combine many folds (of disjoint sample sets, in arrival order) into the fold of their union.
+
+    One stable sort and a ``reduceat`` per statistic, however many parts: window state can be kept as a
+    list of per-batch folds and combined once, when it is read.
+    """
+    parts = [p for p in parts if len(p)]
+    if len(parts) <= 1:
+        return parts[0] if parts else fold(np.zeros(0, dtype=np.int64), np.zeros(0))
+    keys = np.concatenate([p.keys for p in parts])
+    order = np.argsort(keys, kind="stable")  # stable: earlier parts first within a window
+    k = keys[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    ends = np.r_[starts[1:], len(k)] - 1
+
+    def combined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])[order]
+
+    bands = tag = tag_last = None
+    if all(p.bands is not None for p in parts):
+        bands = np.add.reduceat(combined("bands"), starts, axis=0)
+    if all(p.tag is not None for p in parts):
+        tag = combined("tag")[starts]  # the earliest part's tag wins
+    if all(p.tag_last is not None for p in parts):
+        tag_last = combined("tag_last")[ends]  # the latest part's last tag wins
+    return WindowStats(
+        keys=k[starts],
+        count=np.add.reduceat(combined("count"), starts),
+        total=np.add.reduceat(combined("total"), starts),
+        minimum=np.minimum.reduceat(combined("minimum"), starts),
+        maximum=np.maximum.reduceat(combined("maximum"), starts),
+        bands=bands,
+        tag=tag,
+        tag_last=tag_last,
+    )

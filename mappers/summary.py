@@ -15,7 +15,7 @@ statistic set, so a re-run or late data re-uses the id (status ``amended`` when 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -66,9 +66,19 @@ _STAT_DISPLAY = {"average": "Average", "minimum": "Minimum", "maximum": "Maximum
 _WINDOW_TEXT = {"hour": "hourly", "day": "daily"}
 
 
-def _round(value: float, decimals: int) -> float | int:
-    out = round(float(value), decimals)
-    return int(out) if decimals <= 0 else out
+def _rounded(values: np.ndarray, decimals: int) -> list[Any]:
+    """Values rounded for display (integers when ``decimals`` is 0)."""
+    if decimals <= 0:
+        return [int(round(v)) for v in values.tolist()]
+    return [round(v, decimals) for v in values.tolist()]
+
+
+def _offset_text(offset: int) -> str:
+    """``-05:00`` for -18000 seconds (as ``datetime.isoformat`` writes it)."""
+    sign = "-" if offset < 0 else "+"
+    hours, rest = divmod(abs(int(offset)), 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
 
 
 def _percent(value: float) -> dict[str, Any]:
@@ -137,51 +147,72 @@ class SummaryBuilder:
         return out
 
     # -- hour and day -------------------------------------------------------------------------------------
+    def _local_texts(self, epoch: np.ndarray, offset: np.ndarray) -> list[str]:
+        """ISO local date-times (``2024-11-03T01:00:00-05:00``) of many instants at once."""
+        local = np.datetime_as_string((epoch + offset).astype("datetime64[s]"), unit="s").tolist()
+        suffix = {o: _offset_text(o) for o in set(offset.tolist())}
+        return [f"{text}{suffix[o]}" for text, o in zip(local, offset.tolist(), strict=True)]
+
     def _windows(self, patient: str, metric: Metric, window: str, stats: WindowStats,
                  status: np.ndarray) -> list[Resource]:
+        """Hour or day summaries; the per-window texts and numbers are prepared as whole arrays first."""
         cumulative = metric.aggregation == "cumulative"
         codings, unit, unit_display = metric.summary_codings(window)
         what = "total" if cumulative else "mean"
         code: dict[str, Any] = {"text": f"{metric.display}, {_WINDOW_TEXT[window]} {what}"}
         if codings:
             code = {"coding": [c.as_fhir() for c in codings], **code}
+        category = category_for(metric.category)
+        subject = {"reference": patient}
         start, start_off, end, end_off = window_bounds(window, stats)
-        value = stats.total if cumulative else stats.mean
+        starts = self._local_texts(start, start_off)
+        ends = self._local_texts(end, end_off)
+        if window == "hour":
+            labels = [f"{t}Z" for t in np.datetime_as_string(start.astype("datetime64[s]"), unit="s").tolist()]
+        else:
+            labels = np.datetime_as_string(stats.keys.astype("datetime64[D]"), unit="D").tolist()
+        decimals = metric.decimals
+        values = _rounded(stats.total if cumulative else stats.mean, decimals)
+        minimum, maximum = _rounded(stats.minimum, decimals), _rounded(stats.maximum, decimals)
+        counts = stats.count.tolist()
+        statuses = status.tolist()
+        shares = (np.round(100.0 * stats.bands / stats.count[:, None], 2).tolist()
+                  if stats.bands is not None and len(metric.bands) == 4 else None)
         statset = "total,count" if cumulative else "mean,min,max,count"
         comp_min = self._stat_code(codings, "minimum", f"{metric.display}, minimum")
         comp_max = self._stat_code(codings, "maximum", f"{metric.display}, maximum")
         comp_count = self._stat_code(codings, "count", "Number of samples")
-        decimals = metric.decimals
-        category = metric.category
+        band_codes = [{"coding": [{"system": LOINC, "code": loinc}], "text": text} for loinc, text in CGM_BANDS]
+        head = f"{patient}|{metric.key}|{window}|"
+        system = self._system
+        q = {"unit": metric.unit_display, "system": UCUM_SYSTEM, "code": metric.unit}
         out = []
-        for i in range(len(stats)):
-            label = (self._utc(start[i]) if window == "hour"
-                     else (_EPOCH_DAY + timedelta(days=int(stats.keys[i]))).isoformat())
-            identity = "|".join((patient, metric.key, window, label, statset))
-            obs = self._head(identity, str(status[i]), patient, category, code)
-            obs["effectivePeriod"] = self._period(start[i], start_off[i], end[i], end_off[i])
-            obs["valueQuantity"] = {"value": _round(value[i], decimals), "unit": unit_display,
-                                    "system": UCUM_SYSTEM, "code": unit}
+        for i, label in enumerate(labels):
+            identity = f"{head}{label}|{statset}"
+            obs: Resource = {
+                "resourceType": "Observation",
+                "id": resource_id("summary", system, identity),
+                "identifier": [{"system": system, "value": identity}],
+                "status": statuses[i],
+            }
+            if category:
+                obs["category"] = category
+            obs["code"] = code
+            obs["subject"] = subject
+            obs["effectivePeriod"] = {"start": starts[i], "end": ends[i]}
+            obs["valueQuantity"] = {"value": values[i], "unit": unit_display, "system": UCUM_SYSTEM, "code": unit}
             components: list[dict[str, Any]] = []
             if not cumulative:
-                q = {"unit": metric.unit_display, "system": UCUM_SYSTEM, "code": metric.unit}
-                components.append({"code": comp_min, "valueQuantity": {"value": _round(stats.minimum[i], decimals),
-                                                                       **q}})
-                components.append({"code": comp_max, "valueQuantity": {"value": _round(stats.maximum[i], decimals),
-                                                                       **q}})
-            components.append({"code": comp_count, "valueInteger": int(stats.count[i])})
-            if stats.bands is not None and len(metric.bands) == 4:
-                shares = 100.0 * stats.bands[i] / stats.count[i]
-                components.extend({"code": {"coding": [{"system": LOINC, "code": loinc}], "text": text},
-                                   "valueQuantity": _percent(share)}
-                                  for (loinc, text), share in zip(CGM_BANDS, shares, strict=True))
+                components.append({"code": comp_min, "valueQuantity": {"value": minimum[i], **q}})
+                components.append({"code": comp_max, "valueQuantity": {"value": maximum[i], **q}})
+            components.append({"code": comp_count, "valueInteger": counts[i]})
+            if shares is not None:
+                components.extend({"code": band_code, "valueQuantity": {"value": share, "unit": "%",
+                                                                        "system": UCUM_SYSTEM, "code": "%"}}
+                                  for band_code, share in zip(band_codes, shares[i], strict=True))
             obs["component"] = components
             out.append(obs)
         return out
-
-    @staticmethod
-    def _utc(epoch: float) -> str:
-        return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # -- sleep --------------------------------------------------------------------------------------------
     def _nights(self, patient: str, metric: Metric, nights: SleepNights, status: np.ndarray) -> list[Resource]:

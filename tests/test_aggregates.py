@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregates.overlap import deduplicate_sources, interval_union
-from aggregates.stats import fold, merge
+from aggregates.stats import fold, merge, merge_all
 from aggregates.windows import DAY, HOUR, day_keys, hour_keys, hour_window_bounds
 
 CGM_EDGES = np.array([54, 70, 181, 251])
@@ -178,3 +179,34 @@ def test_a_sample_exactly_on_a_window_boundary_opens_the_new_window(hour, offset
     day_boundary = float(hour // 24 * DAY - offset)
     days = day_keys(np.array([day_boundary - 1, day_boundary]), np.array([offset, offset]))
     assert days[1] == days[0] + 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(keyed_values(), st.lists(st.integers(0, 200), max_size=6))
+def test_merging_many_per_batch_folds_equals_folding_the_whole(kv, cuts) -> None:
+    keys, values = kv
+    offsets = np.arange(len(keys), dtype=np.int64)  # a per-sample tag to check first/last tags
+    bounds = sorted({0, len(keys), *(min(c, len(keys)) for c in cuts)})
+    parts = [fold(keys[a:b], values[a:b], CGM_EDGES, tag=offsets[a:b]) for a, b in itertools.pairwise(bounds)]
+    whole = fold(keys, values, CGM_EDGES, tag=offsets)
+    merged = merge_all(parts)
+    assert np.array_equal(whole.keys, merged.keys) and np.array_equal(whole.count, merged.count)
+    assert np.array_equal(whole.minimum, merged.minimum) and np.array_equal(whole.maximum, merged.maximum)
+    assert np.allclose(whole.total, merged.total, rtol=1e-9, atol=1e-6)
+    if len(whole):
+        assert np.array_equal(whole.bands, merged.bands)
+        assert np.array_equal(whole.tag, merged.tag) and np.array_equal(whole.tag_last, merged.tag_last)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1_600_000_000, 1_800_000_000),
+                          st.sampled_from([-5 * HOUR, -4 * HOUR, 0, 19800, 20700, -9000, 3600])),
+                min_size=1, max_size=100),
+       st.booleans())
+def test_hour_keys_match_the_reference_formula(samples, time_ordered) -> None:
+    if time_ordered:
+        samples = sorted(samples)
+    epoch = np.array([e for e, _ in samples], dtype=np.float64)
+    offset = np.array([o for _, o in samples], dtype=np.int64)
+    expected = [(e + o % HOUR) // HOUR for e, o in samples]
+    assert hour_keys(epoch, offset).tolist() == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -387,3 +387,21 @@ def test_cgm_shares_sum_to_100_and_mean_is_bounded(values, step_minutes) -> None
     assert np.all(cgm.mean >= min(values) - 1e-9) and np.all(cgm.mean <= max(values) + 1e-9)
     assert np.all((cgm.active_percent > 0) & (cgm.active_percent <= 100))
     assert np.all(cgm.days_worn >= 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2060, 1, 1)),
+                          st.sampled_from([NY, ZoneInfo("Asia/Kolkata"), UTC]), st.integers(0, 7200)),
+                min_size=1, max_size=30))
+def test_sample_columns_epochs_and_offsets_match_datetime(moments) -> None:
+    samples = []
+    for naive, zone, length in moments:
+        start = naive.replace(tzinfo=zone)
+        fixed = start.astimezone(timezone(start.utcoffset()))  # parsed exports carry fixed offsets
+        for moment in (start, fixed):
+            samples.append(Sample("Patient/p1", "heart_rate", 60.0, None, "/min", moment,
+                                  moment + timedelta(seconds=length), SourceInfo("x", None, None), "healthkit", "t"))
+    cols = SampleColumns.from_samples(samples)
+    assert cols.start.tolist() == pytest.approx([s.start.timestamp() for s in samples], abs=1e-6)
+    assert cols.end.tolist() == pytest.approx([s.end.timestamp() for s in samples], abs=1e-6)
+    assert cols.offset.tolist() == [int(s.start.utcoffset().total_seconds()) for s in samples]
