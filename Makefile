@@ -4,7 +4,18 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck unit bench clean servers
+
+# Test servers: redis-server from Debian (apt-get, as root or with sudo); the FHIR server (sekmet-fhir) is a
+# pip dev dependency.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+servers:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (apt-get) for the tests"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }; }
+	@command -v redis-server >/dev/null || { echo "redis-server is required by the tests: apt-get install redis-server"; exit 1; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "wearfhir needs Python 3.11 or 3.12 (Bytewax 0.21 wheels)"'
@@ -25,7 +36,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+unit: setup servers
 	$(BIN)/pytest -q
 
 test: lint typecheck unit

@@ -6,11 +6,13 @@ Run it through ``wearfhir import`` (progress bar and report), or with Bytewax di
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from connectors.fhir.sink import FhirSink, FhirWriter
 from connectors.healthkit.source import HealthKitExportSource, ProgressCallback
 from connectors.ndjson import NdjsonSink
 from flows.summarise import summarise
@@ -20,6 +22,7 @@ from mappers.dedup import DuplicateFilter
 from mappers.sample import SampleBatch, batch_key
 from mappers.summary import SummaryBuilder
 from mappers.tables import metrics
+from wearfhir.errors import ConfigError
 from wearfhir.report import ImportReport
 from wearfhir.settings import ImportSettings
 
@@ -33,8 +36,15 @@ def _drop_duplicates(seen: DuplicateFilter | None, batch: SampleBatch) -> tuple[
 
 
 def get_flow(settings: ImportSettings, report: ImportReport | None = None,
-             progress: ProgressCallback | None = None) -> Dataflow:
-    """Build the import dataflow for ``settings``; counts go into ``report``."""
+             progress: ProgressCallback | None = None, fhir_writer: Callable[[], FhirWriter] | None = None
+             ) -> Dataflow:
+    """Build the import dataflow for ``settings``; counts go into ``report``.
+
+    Output goes to NDJSON files when ``settings.out`` is set, and to a FHIR server when ``fhir_writer``
+    (a factory of the writer, built inside the worker) is given; at least one of the two.
+    """
+    if settings.out is None and fhir_writer is None:
+        raise ConfigError("nowhere to write: give an output directory, a FHIR server, or both")
     report = report if report is not None else ImportReport()
     ctx = FhirContext(identifier_base=settings.identifier_base)
     table = metrics()
@@ -58,8 +68,12 @@ def get_flow(settings: ImportSettings, report: ImportReport | None = None,
                               settings.cgm_days)
         streams.append(op.map("unkey_summaries", summaries, lambda kv: kv[1]))
     outputs = op.merge("merge_outputs", *streams)
-    op.output("write_ndjson", op.key_on("one_writer", outputs, lambda _: "ndjson"),
-              NdjsonSink(settings.out, report, ctx))
+    if settings.out is not None:
+        op.output("write_ndjson", op.key_on("one_writer", outputs, lambda _: "ndjson"),
+                  NdjsonSink(settings.out, report, ctx))
+    if fhir_writer is not None:
+        op.output("write_fhir", op.key_on("one_fhir_writer", outputs, lambda _: "fhir"),
+                  FhirSink(fhir_writer, report, count_inputs=settings.out is None))
     return flow
 
 

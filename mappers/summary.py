@@ -178,7 +178,7 @@ class SummaryBuilder:
         statuses = status.tolist()
         shares = (np.round(100.0 * stats.bands / stats.count[:, None], 2).tolist()
                   if stats.bands is not None and len(metric.bands) == 4 else None)
-        statset = "total,count" if cumulative else "mean,min,max,count"
+        statset = "total-count" if cumulative else "mean-min-max-count"  # no "," or "|": search-friendly
         comp_min = self._stat_code(codings, "minimum", f"{metric.display}, minimum")
         comp_max = self._stat_code(codings, "maximum", f"{metric.display}, maximum")
         comp_count = self._stat_code(codings, "count", "Number of samples")

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,26 +28,126 @@ def _import(args: argparse.Namespace) -> int:
     from bytewax.testing import run_main
 
     from flows.import_flow import get_flow
+    from mappers.context import FhirContext
     from wearfhir.progress import ImportProgress
     from wearfhir.report import ImportReport
     from wearfhir.settings import ImportSettings
 
+    fhir = getattr(args, "fhir", None)
+    if args.out is None and fhir is None:
+        return _usage_error("give --out DIR (FHIR NDJSON files), --fhir URL (a FHIR server), or both")
+    if (args.patient is None) == (getattr(args, "patient_identifier", None) is None):
+        return _usage_error("give exactly one of --patient Patient/ID and --patient-identifier SYSTEM|VALUE")
+    if args.patient is None and fhir is None:
+        return _usage_error("--patient-identifier looks the Patient up on a FHIR server: it needs --fhir URL")
+    writer_factory = None
+    patient = args.patient
+    if fhir is not None and args.dead_letters is None and args.out is not None:
+        args.dead_letters = args.out / "dead-letters.ndjson"
+    if fhir is not None:
+        target = _fhir_target(args)
+        from connectors.fhir.target import build_client, resolve_patient
+
+        with build_client(target) as client:
+            patient = resolve_patient(client, FhirContext(), args.patient, args.patient_identifier,
+                                      args.create_patient)
+        writer_factory = _writer_factory(target)
     try:
-        settings = ImportSettings(source=args.source, patient=args.patient, out=args.out, raw=args.raw,
+        settings = ImportSettings(source=args.source, patient=patient, out=args.out, raw=args.raw,
                                   summaries=args.summaries, cgm_days=args.cgm_days)
     except ValidationError as exc:
-        return _usage_error("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
+        return _usage_error("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
+                                      for e in exc.errors()))
     report = ImportReport()
     _tune_gc()
     started = time.perf_counter()
     with ImportProgress(enabled=args.progress) as progress:
-        flow = get_flow(settings, report, progress=progress.update)
+        flow = get_flow(settings, report, progress=progress.update, fhir_writer=writer_factory)
         progress.total = flow_source_size(settings)
-        run_main(flow)
+        _run_flow(run_main, flow)
     seconds = time.perf_counter() - started
     print(report.render(seconds))
-    print(f"Output: {settings.out}/")
+    if settings.out is not None:
+        print(f"Output: {settings.out}/")
+    if fhir is not None:
+        print(f"FHIR server: {fhir} (patient {patient})")
     return EXIT_OK if report.complete else EXIT_INCOMPLETE
+
+
+def _run_flow(run: Any, flow: Any) -> None:
+    """Run a dataflow; a wearfhir error raised inside it (e.g. the server is down) is re-raised as itself."""
+    try:
+        run(flow)
+    except WearfhirError:
+        raise
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, WearfhirError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def _fhir_target(args: argparse.Namespace, url: str | None = None) -> Any:
+    from connectors.fhir.target import FhirTarget
+
+    fields = {name: getattr(args, name) for name in FhirTarget.model_fields
+              if name != "url" and getattr(args, name, None) is not None}
+    try:
+        return FhirTarget(url=url or args.fhir, **fields)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
+                                    for e in exc.errors())) from None
+
+
+def _writer_factory(target: Any) -> Any:
+    def make() -> Any:
+        from connectors.fhir.deadletter import open_store
+        from connectors.fhir.sink import FhirWriter
+        from connectors.fhir.target import build_client
+
+        return FhirWriter(build_client(target), open_store(target.redis_url, target.dead_letters),
+                          bundle_size=target.bundle_size, concurrency=target.concurrency)
+
+    return make
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from connectors.fhir.deadletter import open_store
+
+    target_file = args.dead_letters or Path("dead-letters.ndjson")
+    store = open_store(args.redis_url, target_file)
+    letters = store.list()
+    if args.dlq_command == "list":
+        print(f"{len(letters):,} dead letters in {store.describe()}")
+        for letter in letters:
+            print(f"  [{letter.key}] {letter.reference}  HTTP {letter.status}  {letter.at}  {letter.message}")
+        return EXIT_OK
+    from connectors.fhir.client import BundleResult
+    from connectors.fhir.target import build_client
+
+    if not letters:
+        print(f"nothing to replay in {store.describe()}")
+        return EXIT_OK
+    target = _fhir_target(args)
+    landed: list[str] = []
+    still: list[tuple[str, str]] = []
+    total = BundleResult()
+    with build_client(target) as client:
+        for letter in letters:  # one at a time: each answer belongs to one letter
+            result = client.transaction([letter.resource])
+            total.add(BundleResult(result.created, result.updated, result.retries, result.bundles))
+            if result.rejected:
+                still.append((letter.key, result.rejected[0].message))
+            else:
+                landed.append(letter.key)
+    store.remove(landed)
+    print(f"replayed {len(letters):,}: {len(landed):,} landed ({total.created:,} created, {total.updated:,} "
+          f"updated), {len(still):,} still refused")
+    for key, message in still:
+        print(f"  [{key}] {message}")
+    return EXIT_OK if not still else EXIT_INCOMPLETE
 
 
 def _tune_gc() -> None:
@@ -98,9 +199,9 @@ def _demo(args: argparse.Namespace) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
         print(f"Writing a synthetic Apple Health export with ~{args.records:,} records to {export} ...")
         write_export(export, SynthSpec(records=args.records))
-    ns = argparse.Namespace(source=export, patient="Patient/demo-patient", out=args.workdir / "fhir",
-                            raw=args.raw, summaries=args.summaries, cgm_days=args.cgm_days,
-                            progress=args.progress)
+    ns = argparse.Namespace(source=export, patient="Patient/demo-patient", patient_identifier=None,
+                            out=args.workdir / "fhir", raw=args.raw, summaries=args.summaries,
+                            cgm_days=args.cgm_days, fhir=None, progress=args.progress)
     return _import(ns)
 
 
@@ -127,15 +228,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details (never values)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    imp = sub.add_parser("import", help="import an Apple Health export (zip or xml) into FHIR NDJSON")
+    imp = sub.add_parser("import", help="import an Apple Health export (zip or xml) into FHIR files and/or a server")
     imp.add_argument("source", type=Path, help="export.zip or export.xml")
-    imp.add_argument("--patient", required=True, help="the FHIR Patient the data belongs to, e.g. Patient/123")
-    imp.add_argument("--out", type=Path, required=True, help="output directory (FHIR Bulk Data NDJSON)")
+    who = imp.add_argument_group("patient")
+    who.add_argument("--patient", help="the FHIR Patient the data belongs to, e.g. Patient/123 (must exist on "
+                                       "the server with --fhir)")
+    who.add_argument("--patient-identifier", metavar="SYSTEM|VALUE",
+                     help="find the Patient on the --fhir server by identifier instead")
+    who.add_argument("--create-patient", action="store_true",
+                     help="with --patient-identifier: create the Patient (deterministic id) if it is missing")
+    imp.add_argument("--out", type=Path, help="output directory (FHIR Bulk Data NDJSON)")
     imp.add_argument("--raw", choices=["all", "spot", "none"], default="spot",
                      help="raw Observations to write: spot metrics only (default), all, or none")
     _summary_flags(imp)
+    _fhir_flags(imp, required=False)
     _progress_flags(imp)
     imp.set_defaults(run=_import)
+
+    dlq = sub.add_parser("dlq", help="list or replay resources a FHIR server refused (dead letters)")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="show dead letters: resource, HTTP status, the server's reason")
+    _dlq_store_flags(dlq_list)
+    dlq_list.set_defaults(run=_dlq)
+    replay = dlq_sub.add_parser("replay", help="re-send dead letters; those that land are removed")
+    _fhir_flags(replay, required=True)
+    replay.set_defaults(run=_dlq)
 
     maps = sub.add_parser("mappings", help="list which HealthKit types are mapped (N of M)")
     maps.add_argument("--all", action="store_true", help="also list known but unmapped types with reasons")
@@ -154,6 +271,42 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("files", nargs="+", help="NDJSON files")
     val.set_defaults(run=_validate)
     return parser
+
+
+def _fhir_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_argument_group("FHIR server (secrets come from environment variables or files, "
+                                      "never the command line)")
+    group.add_argument("--fhir", metavar="URL", required=required,
+                       help="FHIR R4 base URL to write to (e.g. http://hapi:8080/fhir)")
+    group.add_argument("--bundle-size", type=int, help="resources per transaction Bundle (default 500)")
+    group.add_argument("--concurrency", type=int, help="transaction Bundles in flight (default 4)")
+    group.add_argument("--gzip", action="store_true", default=None, help="gzip request bodies")
+    group.add_argument("--timeout", type=float, help="seconds to wait for a response (default 60)")
+    group.add_argument("--max-attempts", type=int, help="attempts per request before giving up (default 8)")
+    group.add_argument("--auth", choices=["none", "bearer", "basic", "smart"], help="authentication (default none)")
+    group.add_argument("--token-env", help="bearer: environment variable holding the token "
+                                           "(default WEARFHIR_FHIR_TOKEN)")
+    group.add_argument("--token-file", type=Path, help="bearer: file holding the token")
+    group.add_argument("--basic-user", help="basic: user name")
+    group.add_argument("--password-env", help="basic: environment variable holding the password "
+                                              "(default WEARFHIR_FHIR_PASSWORD)")
+    group.add_argument("--password-file", type=Path, help="basic: file holding the password")
+    group.add_argument("--smart-client-id", help="SMART Backend Services: client id")
+    group.add_argument("--smart-key", type=Path, help="SMART: PEM private key that signs the client assertion")
+    group.add_argument("--smart-alg", choices=["RS384", "ES384"], help="SMART: signing algorithm (default RS384)")
+    group.add_argument("--smart-kid", help="SMART: key id (kid) of the signing key")
+    group.add_argument("--smart-token-url",
+                       help="SMART: token endpoint (default: from .well-known/smart-configuration)")
+    group.add_argument("--smart-scope", help="SMART: scopes to request")
+    group.add_argument("--ca-bundle", type=Path, help="CA certificates to trust for TLS (verification is always on)")
+    _dlq_store_flags(group)
+
+
+def _dlq_store_flags(parser: Any) -> None:
+    parser.add_argument("--dead-letters", type=Path, metavar="FILE",
+                        help="dead-letter file (default ./dead-letters.ndjson)")
+    parser.add_argument("--redis", dest="redis_url", metavar="URL",
+                        help="keep dead letters in a Redis stream instead (redis://host:6379/0)")
 
 
 def _summary_flags(parser: argparse.ArgumentParser) -> None:

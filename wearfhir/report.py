@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from connectors.fhir.client import BundleResult
 from mappers.batch import MappedBatch
 from mappers.sample import Rejection, SourceReport
 from mappers.summary import SummaryBatch
@@ -27,6 +28,8 @@ class ImportReport:
     summaries: Counter[str] = field(default_factory=Counter)
     summary_windows: Counter[tuple[str, str]] = field(default_factory=Counter)
     rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    fhir: dict[str, int] | None = None  # created, updated, retries, bundles, dead_lettered
+    dead_letter_store: str = ""
     examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def add_batch(self, batch: MappedBatch) -> None:
@@ -50,6 +53,12 @@ class ImportReport:
         for window, count in batch.windows.items():
             self.summary_windows[(batch.metric, window)] += count
 
+    def add_fhir(self, result: BundleResult, dead_lettered: int, store: str) -> None:
+        """Record what the FHIR server sink wrote."""
+        self.fhir = {"created": result.created, "updated": result.updated, "retries": result.retries,
+                     "bundles": result.bundles, "dead_lettered": dead_lettered}
+        self.dead_letter_store = store
+
     def add_rejection(self, rejection: Rejection) -> None:
         """Count a rejected input item, keeping the first few locations as examples."""
         key = (rejection.reason, rejection.vendor_type or "-")
@@ -64,8 +73,9 @@ class ImportReport:
 
     @property
     def complete(self) -> bool:
-        """True when every source read its whole input."""
-        return bool(self.sources) and all(s.stopped is None for s in self.sources)
+        """True when every source read its whole input and the server refused nothing."""
+        refused = bool(self.fhir and self.fhir["dead_lettered"])
+        return bool(self.sources) and all(s.stopped is None for s in self.sources) and not refused
 
     @property
     def records_read(self) -> int:
@@ -113,6 +123,14 @@ class ImportReport:
                 lines.append(f"    {self.summaries[metric]:>10,}  {metric}  ({windows})")
         written = ", ".join(f"{t} {c:,}" for t, c in sorted(self.resources.items()))
         lines.append(f"Resources written: {written or 'none'}")
+        if self.fhir is not None:
+            f = self.fhir
+            lines.append(f"FHIR server: {f['created']:,} created, {f['updated']:,} updated or unchanged, "
+                         f"{f['bundles']:,} transactions, {f['retries']:,} retries, "
+                         f"{f['dead_lettered']:,} dead-lettered")
+            if f["dead_lettered"]:
+                lines.append(f"  refused resources and the server's reasons: {self.dead_letter_store} "
+                             "(`wearfhir dlq list`, fix, then `wearfhir dlq replay`)")
         if self.rejections:
             lines.append(f"Rejected: {sum(self.rejections.values()):,}")
             for (reason, vtype), count in sorted(self.rejections.items(), key=lambda kv: -kv[1]):

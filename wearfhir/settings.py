@@ -40,7 +40,7 @@ class ImportSettings(BaseModel):
 
     source: Path
     patient: str
-    out: Path
+    out: Path | None = None
     raw: Literal["all", "spot", "none"] = "spot"
     identifier_base: str = DEFAULT_IDENTIFIER_BASE
     chunk_bytes: int = Field(default=1 << 20, ge=4096, le=64 << 20)

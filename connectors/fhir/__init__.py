@@ -1,0 +1,1 @@
+"""Writing to FHIR servers: client, auth, dead letters, the Bytewax sink."""
