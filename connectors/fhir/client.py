@@ -183,12 +183,13 @@ class FhirClient:
                 failure = f"HTTP {response.status_code}"
                 retry_after = _retry_after(response)
             if attempt + 1 >= self.retry.max_attempts:
-                raise ServiceError(f"{method} {self.base_url}/{url.lstrip('/')} failed {attempt + 1} times, "
+                raise ServiceError(f"{method} {self.base_url}/{url.split('?')[0].lstrip('/')} failed {attempt + 1} times, "
                                    f"last: {failure}. Nothing was lost: rerun the import when the server is "
                                    "healthy (writes are idempotent)")
             with self._rng_lock:
                 delay = self.retry.delay(attempt, retry_after, self._rng)
-            log.warning("%s %s: %s, retry %d in %.1f s", method, url or "/", failure, attempt + 1, delay)
+            log.warning("%s %s: %s, retry %d in %.1f s", method, url.split("?")[0] or "/", failure, attempt + 1,
+                        delay)  # no query string: searches may carry identifiers
             retries += 1
             self._sleep(delay)
         raise AssertionError("unreachable")
