@@ -183,7 +183,8 @@ class FhirClient:
                 failure = f"HTTP {response.status_code}"
                 retry_after = _retry_after(response)
             if attempt + 1 >= self.retry.max_attempts:
-                raise ServiceError(f"{method} {self.base_url}/{url.split('?')[0].lstrip('/')} failed {attempt + 1} times, "
+                where = f"{self.base_url}/{url.split('?')[0].lstrip('/')}"
+                raise ServiceError(f"{method} {where} failed {attempt + 1} times, "
                                    f"last: {failure}. Nothing was lost: rerun the import when the server is "
                                    "healthy (writes are idempotent)")
             with self._rng_lock:
