@@ -15,7 +15,6 @@ statistic set, so a re-run or late data re-uses the id (status ``amended`` when 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,6 @@ Resource = dict[str, Any]
 STATISTICS_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-statistics"
 LOINC = "http://loinc.org"
 CGM_PROFILE = "http://hl7.org/fhir/uv/cgm/StructureDefinition/"
-_EPOCH_DAY = date(1970, 1, 1)
 
 # (LOINC code, text) of the CGM time-in-range bands, lowest first (edges 54, 70, 181, 251 mg/dL).
 CGM_BANDS = (
@@ -64,6 +62,8 @@ CGM_MEMBERS = {
 _STAT_DISPLAY = {"average": "Average", "minimum": "Minimum", "maximum": "Maximum", "count": "Count",
                  "sum": "Sum"}
 _WINDOW_TEXT = {"hour": "hourly", "day": "daily"}
+_LABORATORY = category_for("laboratory")
+_BAND_CODES = [{"coding": [{"system": LOINC, "code": loinc}], "text": text} for loinc, text in CGM_BANDS]
 
 
 def _rounded(values: np.ndarray, decimals: int) -> list[Any]:
@@ -79,6 +79,25 @@ def _offset_text(offset: int) -> str:
     hours, rest = divmod(abs(int(offset)), 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{sign}{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
+
+
+def _local_texts(epoch: np.ndarray, offset: np.ndarray) -> list[str]:
+    """ISO local date-times (``2024-11-03T01:00:00-05:00``) of many instants at once."""
+    local = np.datetime_as_string((epoch + offset).astype("datetime64[s]"), unit="s").tolist()
+    suffix = {o: _offset_text(o) for o in set(offset.tolist())}
+    return [f"{text}{suffix[o]}" for text, o in zip(local, offset.tolist(), strict=True)]
+
+
+def _periods(start: np.ndarray, start_offset: np.ndarray, end: np.ndarray, end_offset: np.ndarray
+             ) -> list[dict[str, str]]:
+    """``effectivePeriod`` of each window, in the local offsets given."""
+    return [{"start": a, "end": b}
+            for a, b in zip(_local_texts(start, start_offset), _local_texts(end, end_offset), strict=True)]
+
+
+def _dates(days: np.ndarray) -> list[str]:
+    """ISO dates of day numbers (days since 1970-01-01)."""
+    return np.datetime_as_string(np.asarray(days, dtype=np.int64).astype("datetime64[D]"), unit="D").tolist()
 
 
 def _percent(value: float) -> dict[str, Any]:
@@ -100,29 +119,20 @@ class SummaryBuilder:
     def __init__(self, ctx: FhirContext) -> None:
         self._ctx = ctx
         self._system = ctx.system("summary")
-        self._zones: dict[int, timezone] = {}
 
     # -- shared parts -------------------------------------------------------------------------------------
-    def _local(self, epoch: float, offset: int) -> str:
-        zone = self._zones.get(offset)
-        if zone is None:
-            zone = self._zones[offset] = timezone(timedelta(seconds=int(offset)))
-        return datetime.fromtimestamp(float(epoch), zone).isoformat()
-
-    def _period(self, start: float, start_offset: int, end: float, end_offset: int) -> dict[str, str]:
-        return {"start": self._local(start, start_offset), "end": self._local(end, end_offset)}
-
-    def _head(self, identity: str, status: str, patient: str, category: str, code: dict[str, Any]) -> Resource:
-        obs: Resource = {
-            "resourceType": "Observation",
-            "id": resource_id("summary", self._system, identity),
-            "identifier": [{"system": self._system, "value": identity}],
-            "status": status,
-        }
+    def _head(self, identity: str, status: str, subject: dict[str, str], category: list[dict[str, Any]] | None,
+              code: dict[str, Any], profile: str | None = None) -> Resource:
+        """The parts every summary Observation starts with (``category`` as built by ``category_for``)."""
+        obs: Resource = {"resourceType": "Observation", "id": resource_id("summary", self._system, identity)}
+        if profile:
+            obs["meta"] = {"profile": [CGM_PROFILE + profile]}
+        obs["identifier"] = [{"system": self._system, "value": identity}]
+        obs["status"] = status
         if category:
-            obs["category"] = category_for(category)
+            obs["category"] = category
         obs["code"] = code
-        obs["subject"] = {"reference": patient}
+        obs["subject"] = subject
         return obs
 
     @staticmethod
@@ -147,12 +157,6 @@ class SummaryBuilder:
         return out
 
     # -- hour and day -------------------------------------------------------------------------------------
-    def _local_texts(self, epoch: np.ndarray, offset: np.ndarray) -> list[str]:
-        """ISO local date-times (``2024-11-03T01:00:00-05:00``) of many instants at once."""
-        local = np.datetime_as_string((epoch + offset).astype("datetime64[s]"), unit="s").tolist()
-        suffix = {o: _offset_text(o) for o in set(offset.tolist())}
-        return [f"{text}{suffix[o]}" for text, o in zip(local, offset.tolist(), strict=True)]
-
     def _windows(self, patient: str, metric: Metric, window: str, stats: WindowStats,
                  status: np.ndarray) -> list[Resource]:
         """Hour or day summaries; the per-window texts and numbers are prepared as whole arrays first."""
@@ -164,13 +168,13 @@ class SummaryBuilder:
             code = {"coding": [c.as_fhir() for c in codings], **code}
         category = category_for(metric.category)
         subject = {"reference": patient}
-        start, start_off, end, end_off = window_bounds(window, stats)
-        starts = self._local_texts(start, start_off)
-        ends = self._local_texts(end, end_off)
+        bounds = window_bounds(window, stats)
+        periods = _periods(*bounds)
         if window == "hour":
+            start = bounds[0]
             labels = [f"{t}Z" for t in np.datetime_as_string(start.astype("datetime64[s]"), unit="s").tolist()]
         else:
-            labels = np.datetime_as_string(stats.keys.astype("datetime64[D]"), unit="D").tolist()
+            labels = _dates(stats.keys)
         decimals = metric.decimals
         values = _rounded(stats.total if cumulative else stats.mean, decimals)
         minimum, maximum = _rounded(stats.minimum, decimals), _rounded(stats.maximum, decimals)
@@ -182,24 +186,12 @@ class SummaryBuilder:
         comp_min = self._stat_code(codings, "minimum", f"{metric.display}, minimum")
         comp_max = self._stat_code(codings, "maximum", f"{metric.display}, maximum")
         comp_count = self._stat_code(codings, "count", "Number of samples")
-        band_codes = [{"coding": [{"system": LOINC, "code": loinc}], "text": text} for loinc, text in CGM_BANDS]
         head = f"{patient}|{metric.key}|{window}|"
-        system = self._system
         q = {"unit": metric.unit_display, "system": UCUM_SYSTEM, "code": metric.unit}
         out = []
         for i, label in enumerate(labels):
-            identity = f"{head}{label}|{statset}"
-            obs: Resource = {
-                "resourceType": "Observation",
-                "id": resource_id("summary", system, identity),
-                "identifier": [{"system": system, "value": identity}],
-                "status": statuses[i],
-            }
-            if category:
-                obs["category"] = category
-            obs["code"] = code
-            obs["subject"] = subject
-            obs["effectivePeriod"] = {"start": starts[i], "end": ends[i]}
+            obs = self._head(f"{head}{label}|{statset}", statuses[i], subject, category, code)
+            obs["effectivePeriod"] = periods[i]
             obs["valueQuantity"] = {"value": values[i], "unit": unit_display, "system": UCUM_SYSTEM, "code": unit}
             components: list[dict[str, Any]] = []
             if not cumulative:
@@ -207,9 +199,8 @@ class SummaryBuilder:
                 components.append({"code": comp_max, "valueQuantity": {"value": maximum[i], **q}})
             components.append({"code": comp_count, "valueInteger": counts[i]})
             if shares is not None:
-                components.extend({"code": band_code, "valueQuantity": {"value": share, "unit": "%",
-                                                                        "system": UCUM_SYSTEM, "code": "%"}}
-                                  for band_code, share in zip(band_codes, shares[i], strict=True))
+                components.extend({"code": band_code, "valueQuantity": _percent(share)}
+                                  for band_code, share in zip(_BAND_CODES, shares[i], strict=True))
             obs["component"] = components
             out.append(obs)
         return out
@@ -218,16 +209,17 @@ class SummaryBuilder:
     def _nights(self, patient: str, metric: Metric, nights: SleepNights, status: np.ndarray) -> list[Resource]:
         stage_system = self._ctx.code_system(metric.key.replace("_", "-"))
         codings = [c.as_fhir() for c in metric.codings]
+        category = category_for(metric.category)
+        subject = {"reference": patient}
+        periods = _periods(nights.start, nights.start_offset, nights.end, nights.end_offset)
         out = []
-        for i in range(len(nights)):
-            night = (_EPOCH_DAY + timedelta(days=int(nights.keys[i]))).isoformat()
+        for i, night in enumerate(_dates(nights.keys)):
             identity = "|".join((patient, metric.key, "night", night, "stage-minutes"))
             code: dict[str, Any] = {"text": f"{metric.display}, night of {night}"}
             if codings:
                 code = {"coding": codings, **code}
-            obs = self._head(identity, str(status[i]), patient, metric.category, code)
-            obs["effectivePeriod"] = self._period(nights.start[i], nights.start_offset[i], nights.end[i],
-                                                  nights.end_offset[i])
+            obs = self._head(identity, str(status[i]), subject, category, code)
+            obs["effectivePeriod"] = periods[i]
             if nights.recorded[i, -1]:
                 obs["valueQuantity"] = {"value": round(float(nights.minutes[i, -1]), 1), "unit": "min",
                                         "system": UCUM_SYSTEM, "code": "min"}
@@ -251,11 +243,13 @@ class SummaryBuilder:
 
     # -- CGM ----------------------------------------------------------------------------------------------
     def _cgm(self, patient: str, metric: Metric, cgm: CgmStats, status: np.ndarray) -> list[Resource]:
+        subject = {"reference": patient}
+        periods = _periods(cgm.start, cgm.start_offset, cgm.end, cgm.end_offset)
+        firsts = _dates(np.array([period_first_day(int(k), cgm.days) for k in cgm.keys.tolist()]))
         out = []
-        for i in range(len(cgm)):
-            period = self._period(cgm.start[i], cgm.start_offset[i], cgm.end[i], cgm.end_offset[i])
-            label = (_EPOCH_DAY + timedelta(days=period_first_day(int(cgm.keys[i]), cgm.days))).isoformat()
-            base = "|".join((patient, metric.key, "cgm", f"{label}/{cgm.days}d"))
+        for i, first in enumerate(firsts):
+            period = periods[i]
+            base = "|".join((patient, metric.key, "cgm", f"{first}/{cgm.days}d"))
             members: list[Resource] = []
             values: dict[str, dict[str, Any]] = {
                 "mean": {"valueQuantity": {"value": round(float(cgm.mean[i]), 1), "unit": "mg/dL",
@@ -266,29 +260,24 @@ class SummaryBuilder:
                                                    "system": UCUM_SYSTEM, "code": "d"}},
                 "sensor-active": {"valueQuantity": _percent(cgm.active_percent[i])},
                 "times-in-ranges": {"component": [
-                    {"code": {"coding": [{"system": LOINC, "code": loinc}], "text": text},
-                     "valueQuantity": _percent(share)}
-                    for (loinc, text), share in zip(CGM_BANDS, cgm.band_percent[i], strict=True)
+                    {"code": band_code, "valueQuantity": _percent(share)}
+                    for band_code, share in zip(_BAND_CODES, cgm.band_percent[i], strict=True)
                 ]},
             }
             for name in ("mean", "times-in-ranges", "gmi", "cv", "days-of-wear", "sensor-active"):
-                loinc, display, profile = CGM_MEMBERS[name]
-                members.append(self._cgm_obs(f"{base}|{name}", str(status[i]), patient, loinc, display, profile,
-                                             period, values[name]))
-            loinc, display, profile = CGM_PANEL
-            panel = self._cgm_obs(f"{base}|cgm-summary", str(status[i]), patient, loinc, display, profile, period,
+                members.append(self._cgm_obs(f"{base}|{name}", str(status[i]), subject, CGM_MEMBERS[name], period,
+                                             values[name]))
+            panel = self._cgm_obs(f"{base}|cgm-summary", str(status[i]), subject, CGM_PANEL, period,
                                   {"hasMember": [{"reference": f"Observation/{m['id']}"} for m in members]})
             out.extend(members)
             out.append(panel)
         return out
 
-    def _cgm_obs(self, identity: str, status: str, patient: str, loinc: str, display: str, profile: str,
+    def _cgm_obs(self, identity: str, status: str, subject: dict[str, str], kind: tuple[str, str, str],
                  period: dict[str, str], body: dict[str, Any]) -> Resource:
-        obs = self._head(identity, status, patient, "laboratory",
-                         {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display})
-        obs = {"resourceType": "Observation", "id": obs["id"], "meta": {"profile": [CGM_PROFILE + profile]},
-               **{k: v for k, v in obs.items() if k not in ("resourceType", "id")}}
+        loinc, display, profile = kind
+        obs = self._head(identity, status, subject, _LABORATORY,
+                         {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display}, profile)
         obs["effectivePeriod"] = period
         obs.update(body)
         return obs
-
