@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sized
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from aggregates.windows import DAY, day_keys, hour_keys, hour_window_bounds
 __all__ = ["AccumulatorSpec", "Flushed", "SummaryAccumulator", "WINDOWS"]
 
 WINDOWS = ("hour", "day", "night", "cgm")
+T = TypeVar("T", WindowStats, SleepNights, CgmStats)
 
 
 @dataclass(frozen=True)
@@ -52,22 +54,17 @@ class Flushed:
     cgm: CgmStats | None = None
     cgm_status: np.ndarray | None = None
 
+    def counts(self) -> dict[str, int]:
+        """How many windows of each kind this flush holds (kinds with none are left out)."""
+        parts: dict[str, Sized | None] = {"hour": self.hour, "day": self.day, "night": self.night, "cgm": self.cgm}
+        return {window: len(part) for window, part in parts.items() if part is not None and len(part)}
+
     def __len__(self) -> int:
-        parts: tuple[Sized | None, ...] = (self.hour, self.day, self.night, self.cgm)
-        return sum(len(p) for p in parts if p is not None)
+        return sum(self.counts().values())
 
 
-def _select(stats: WindowStats, keys: np.ndarray) -> WindowStats:
-    idx = np.searchsorted(stats.keys, keys)
-    return WindowStats(
-        stats.keys[idx], stats.count[idx], stats.total[idx], stats.minimum[idx], stats.maximum[idx],
-        stats.bands[idx] if stats.bands is not None else None,
-        stats.tag[idx] if stats.tag is not None else None,
-        stats.tag_last[idx] if stats.tag_last is not None else None,
-    )
-
-
-def _take(obj: SleepNights | CgmStats, idx: np.ndarray) -> SleepNights | CgmStats:
+def _take(obj: T, idx: np.ndarray) -> T:
+    """The rows ``idx`` of a dataclass of per-window arrays (other fields, and None, are kept as they are)."""
     values = {}
     for name in obj.__dataclass_fields__:
         v = getattr(obj, name)
@@ -97,8 +94,7 @@ class SummaryAccumulator:
         if len(cols) == 0:
             return
         windows = self.spec.windows
-        missing = np.isnan(cols.value)
-        valued = cols.take(~missing) if missing.any() else cols  # categorical samples have no value
+        valued = cols.valued()
         if "hour" in windows or "day" in windows:
             self._add_windows(valued)
         if "night" in windows:
@@ -142,45 +138,39 @@ class SummaryAccumulator:
         if samples is not None:
             self._columns = [samples] if len(samples) else []
         spec = self.spec
-        if spec.cumulative and samples is not None and ("hour" in spec.windows or "day" in spec.windows):
+        if spec.cumulative and samples is not None and ("hour" in self._dirty or "day" in self._dirty):
             self._fold_cumulative(samples)
         for window in ("hour", "day"):
             pending = self._pending.pop(window, [])
             if pending:
                 old = self._folds.get(window)
                 self._folds[window] = merge_all(([old] if old is not None else []) + pending)
-            dirty = self._take_dirty(window)
             stats = self._folds.get(window)
-            if len(dirty) and stats is not None:
-                dirty = dirty[np.isin(dirty, stats.keys)]
-                chosen = _select(stats, dirty)
-                setattr(out, window, chosen)
-                setattr(out, f"{window}_status", self._status(window, chosen.keys))
-        if "night" in spec.windows and samples is not None:
-            dirty = self._take_dirty("night")
-            if len(dirty):
-                nights = sleep_nights(samples.start, samples.end, samples.offset, samples.code,
-                                      samples.priority, spec.stages)
-                idx = np.flatnonzero(np.isin(nights.keys, dirty))
-                chosen_nights = _take(nights, idx)
-                out.night = chosen_nights  # type: ignore[assignment]
-                out.night_status = self._status("night", chosen_nights.keys)
-        if "cgm" in spec.windows and samples is not None:
-            dirty = self._take_dirty("cgm")
-            if len(dirty):
-                valued = samples.take(~np.isnan(samples.value))
-                periods = cgm_stats(valued.start, valued.offset, valued.value, np.asarray(spec.edges),
-                                    spec.cgm_days)
-                idx = np.flatnonzero(np.isin(periods.keys, dirty))
-                chosen_periods = _take(periods, idx)
-                out.cgm = chosen_periods  # type: ignore[assignment]
-                out.cgm_status = self._status("cgm", chosen_periods.keys)
+            if stats is not None:
+                self._changed(out, window, stats)
+        if samples is not None and "night" in spec.windows and "night" in self._dirty:
+            nights = sleep_nights(samples.start, samples.end, samples.offset, samples.code, samples.priority,
+                                  spec.stages)
+            self._changed(out, "night", nights)
+        if samples is not None and "cgm" in spec.windows and "cgm" in self._dirty:
+            valued = samples.valued()
+            periods = cgm_stats(valued.start, valued.offset, valued.value, np.asarray(spec.edges), spec.cgm_days)
+            self._changed(out, "cgm", periods)
         return out
+
+    def _changed(self, out: Flushed, window: str, computed: T) -> None:
+        """Put the windows of ``computed`` (sorted, unique keys) that changed since the last flush into ``out``."""
+        dirty = self._take_dirty(window)
+        dirty = dirty[np.isin(dirty, computed.keys)]
+        if not len(dirty):
+            return
+        chosen = _take(computed, np.searchsorted(computed.keys, dirty))
+        setattr(out, window, chosen)
+        setattr(out, f"{window}_status", self._status(window, chosen.keys))
 
     def _fold_cumulative(self, samples: SampleColumns) -> None:
         """Re-fold all cumulative windows: de-duplication depends on every overlapping source's samples."""
-        missing = np.isnan(samples.value)
-        valued = samples.take(~missing) if missing.any() else samples
+        valued = samples.valued()
         order = np.argsort(valued.start, kind="stable")
         valued = valued.take(order)
         values = deduplicate_sources(valued.start, valued.end, valued.value, valued.priority)

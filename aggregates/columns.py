@@ -64,6 +64,11 @@ class SampleColumns:
         """The rows at ``index`` (an integer or boolean array)."""
         return SampleColumns(*(getattr(self, name)[index] for name in self.__slots__))
 
+    def valued(self) -> SampleColumns:
+        """The rows that have a value (categorical samples such as sleep stages have none)."""
+        missing = np.isnan(self.value)
+        return self.take(~missing) if missing.any() else self
+
     @classmethod
     def from_samples(cls, samples: Sequence[Sample], codes: Sequence[str] = (),
                      priority_order: Sequence[str] = ()) -> SampleColumns:

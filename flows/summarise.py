@@ -72,9 +72,7 @@ class SummaryLogic(op.StatefulLogic[Any, SummaryBatch, Any]):
             return []
         metric = self._metrics[self._metric_key]
         resources = self._builder.build(self._patient, metric, flushed)
-        windows = {w: len(getattr(flushed, w)) for w in ("hour", "day", "night", "cgm")
-                   if getattr(flushed, w) is not None and len(getattr(flushed, w))}
-        return [SummaryBatch(self._metric_key, resources, windows)]
+        return [SummaryBatch(self._metric_key, resources, flushed.counts())]
 
     def on_notify(self) -> tuple[Iterable[SummaryBatch], bool]:
         self._next_flush = None
