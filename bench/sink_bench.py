@@ -64,8 +64,9 @@ def new_patient(base: str) -> str:
 def blaster(base: str, resources: list[dict[str, Any]], size: int, concurrency: int) -> float:
     devices = [r for r in resources if r["resourceType"] == "Device"]
     rest = [r for r in resources if r["resourceType"] != "Device"]
-    bodies = [orjson.dumps(FhirClient.bundle(devices))] + [
-        orjson.dumps(FhirClient.bundle(rest[i:i + size])) for i in range(0, len(rest), size)]
+    with FhirClient(base) as client:  # only to build the same Bundles the sink sends
+        bodies = [orjson.dumps(client.bundle(devices))] + [
+            orjson.dumps(client.bundle(rest[i:i + size])) for i in range(0, len(rest), size)]
     headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
     local = threading.local()
 

@@ -233,13 +233,12 @@ class FhirClient:
             raise ServiceError(f"{what}: HTTP {response.status_code} {text}".rstrip())
 
     # -- transactions ----------------------------------------------------------------------------------------
-    @staticmethod
-    def bundle(resources: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """A transaction Bundle of ``PUT Type/id`` entries."""
+    def bundle(self, resources: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """A transaction Bundle of ``PUT Type/id`` entries (``fullUrl`` absolute, as Bundle.entry requires)."""
         return {
             "resourceType": "Bundle",
             "type": "transaction",
-            "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
+            "entry": [{"fullUrl": f"{self.base_url}/{r['resourceType']}/{r['id']}", "resource": r,
                        "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources],
         }
 
