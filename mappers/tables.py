@@ -30,7 +30,7 @@ CATEGORIES = {"", "vital-signs", "activity", "laboratory"}
 KINDS = {"quantity", "category", "panel", "workout"}
 AGGREGATIONS = {"sampled", "cumulative", "none"}
 RAW_DEFAULTS = {"spot", "dense"}
-# Summary windows a metric can have, and the metric kinds each one applies to.
+# Summary windows a metric can have (aggregates.accumulate.WINDOWS), and the metric kinds each applies to.
 SUMMARY_WINDOWS = {"hour": {"quantity"}, "day": {"quantity"}, "night": {"category"}, "cgm": {"quantity"}}
 DEFAULT_SOURCE_PRIORITY = ("Watch", "iPhone")
 

@@ -134,3 +134,10 @@ def test_conversions() -> None:
     assert conversion("kg", "kg") == (1.0, 0.0)
     with pytest.raises(ConfigError, match="no conversion"):
         conversion("kg", "m")
+
+
+def test_summary_windows_of_the_table_are_the_windows_the_accumulator_knows() -> None:
+    from aggregates.accumulate import WINDOWS
+    from mappers.tables import SUMMARY_WINDOWS
+
+    assert set(SUMMARY_WINDOWS) == set(WINDOWS)

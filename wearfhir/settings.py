@@ -10,13 +10,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aggregates.accumulate import WINDOWS
 from mappers.ids import DEFAULT_IDENTIFIER_BASE
 from wearfhir.errors import ConfigError
 
 __all__ = ["ImportSettings", "PATIENT_REFERENCE", "SUMMARY_WINDOWS", "parse_summaries"]
 
 PATIENT_REFERENCE = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
-SUMMARY_WINDOWS = ("hour", "day", "night", "cgm")
+SUMMARY_WINDOWS = WINDOWS  # hour, day, night, cgm: defined once, with the window state
 
 
 def parse_summaries(text: str) -> frozenset[str]:
