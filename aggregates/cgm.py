@@ -71,9 +71,14 @@ def reading_interval(epoch: np.ndarray) -> float:
     """
     if len(epoch) < 3:
         return _DEFAULT_INTERVAL
-    gaps = np.diff(np.sort(epoch))
+    gaps = np.diff(epoch if _ordered(epoch) else np.sort(epoch))
     gaps = gaps[(gaps > 0) & (gaps <= 900)]
     return float(np.clip(np.median(gaps), 60.0, 900.0)) if len(gaps) else _DEFAULT_INTERVAL
+
+
+def _ordered(values: np.ndarray) -> bool:
+    """Whether ``values`` never decrease."""
+    return not np.any(values[1:] < values[:-1])
 
 
 def cgm_stats(epoch: np.ndarray, offset: np.ndarray, value: np.ndarray, edges: np.ndarray,
@@ -84,9 +89,10 @@ def cgm_stats(epoch: np.ndarray, offset: np.ndarray, value: np.ndarray, edges: n
         return CgmStats(i, f, i, f, i, i, f, f, f, np.zeros((0, len(edges) + 1)), i, f, days)
     day = day_keys(epoch, offset)
     period = (day - PERIOD_ANCHOR_DAY) // days
-    order = np.lexsort((epoch, period))  # by period, then time
-    epoch, offset, value, day, period = (epoch[order], offset[order], value[order].astype(np.float64), day[order],
-                                         period[order])
+    if not (_ordered(period) and _ordered(epoch)):  # by period, then time (exports are usually in order)
+        order = np.lexsort((epoch, period))
+        epoch, offset, value, day, period = epoch[order], offset[order], value[order], day[order], period[order]
+    value = value.astype(np.float64, copy=False)
     stats = fold(period, value, edges)
     sq = fold(period, value * value)
     n = stats.count.astype(np.float64)
@@ -95,9 +101,10 @@ def cgm_stats(epoch: np.ndarray, offset: np.ndarray, value: np.ndarray, edges: n
     sd = np.sqrt(np.maximum(variance, 0.0))
     assert stats.bands is not None
     band_percent = 100.0 * stats.bands / n[:, None]
-    # distinct local days per period: unique (period, day) pairs, counted per period
-    pairs = np.unique(np.stack([period, day], axis=1), axis=0)
-    days_worn = np.diff(np.searchsorted(pairs[:, 0], np.r_[stats.keys, stats.keys[-1] + 1]))
+    # distinct local days per period (a day belongs to exactly one period)
+    worn = np.unique(day)
+    days_worn = np.bincount(np.searchsorted(stats.keys, (worn - PERIOD_ANCHOR_DAY) // days),
+                            minlength=len(stats.keys))
     first = np.searchsorted(period, stats.keys, side="left")
     last = np.searchsorted(period, stats.keys, side="right") - 1
     start_offset, end_offset = offset[first], offset[last]

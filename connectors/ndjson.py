@@ -109,8 +109,9 @@ class _NdjsonPartition(StatefulSinkPartition[Any, None]):
                 self._writer.write_observations(observations)
                 report.add_written("Observation", item.metric, len(observations))
             elif isinstance(item, SummaryBatch):
-                self._writer.write_observations(item.resources)
-                report.add_summaries(item)
+                summaries = item.resources()
+                self._writer.write_observations(summaries)
+                report.add_summaries(item, len(summaries))
             elif isinstance(item, Rejection):
                 self._writer.write_rejection(item)
                 report.add_rejection(item)

@@ -8,7 +8,6 @@ data re-emits the window it lands in under the same id with status ``amended``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from bytewax.dataflow import Stream
 from aggregates.accumulate import AccumulatorSpec, SummaryAccumulator
 from aggregates.columns import SampleColumns
 from mappers.sample import SampleBatch
-from mappers.summary import SummaryBatch, SummaryBuilder
+from mappers.summary import SUMMARY_PART_WINDOWS, SummaryBatch, SummaryBuilder
 from mappers.tables import Metric
 
 __all__ = ["SummaryLogic", "accumulator_spec", "summarise"]
@@ -71,15 +70,17 @@ class SummaryLogic(op.StatefulLogic[Any, SummaryBatch, Any]):
         if not len(flushed):
             return []
         metric = self._metrics[self._metric_key]
-        resources = self._builder.build(self._patient, metric, flushed)
-        return [SummaryBatch(self._metric_key, resources, flushed.counts())]
+        return [SummaryBatch(self._patient, metric, part, self._builder)
+                for part in flushed.chunks(SUMMARY_PART_WINDOWS)]
 
     def on_notify(self) -> tuple[Iterable[SummaryBatch], bool]:
         self._next_flush = None
         return self._emit(), self.RETAIN
 
     def on_eof(self) -> tuple[Iterable[SummaryBatch], bool]:
-        return self._emit(), self.DISCARD
+        parts = self._emit()
+        self._acc = None  # every key flushes in turn at EOF: free this one's sample columns before the next
+        return parts, self.DISCARD
 
     def notify_at(self) -> datetime | None:
         if self._flush_every is None:
@@ -89,7 +90,7 @@ class SummaryLogic(op.StatefulLogic[Any, SummaryBatch, Any]):
         return self._next_flush
 
     def snapshot(self) -> Any:
-        return copy.deepcopy((self._patient, self._metric_key, self._acc)) if self._acc is not None else None
+        return (self._patient, self._metric_key, self._acc.snapshot()) if self._acc is not None else None
 
 
 def summarise(step_id: str, batches: Stream[tuple[str, Any]], metrics: dict[str, Metric],

@@ -37,23 +37,34 @@ def resource_id(kind: str, system: str, value: str) -> str:
     return _PREFIX[kind] + digest
 
 
-_MINUTE_TEXT: dict[int, str] = {}
+_MINUTE_CACHE_SIZE = 16_384  # ~2 MB of texts at most
+_MINUTE_TEXT: dict[int, str] = {}  # UTC minute number → "2024-03-10T13:15:"
+_DAY_TEXT: dict[int, str] = {}  # UTC day number → "2024-03-10T"
 
 
-def utc_text(moment: datetime) -> str:
-    """An aware datetime as compact UTC text (``2024-03-10T13:15:00Z``) for identifier values.
+def utc_text(epoch: float, moment: datetime) -> str:
+    """An instant as compact UTC text (``2024-03-10T13:15:00Z``) for identifier values.
 
-    Hot path: the text of each UTC minute is cached, so most calls cost one ``timestamp()``.
+    ``epoch`` is ``moment.timestamp()`` (a sample's ``start_epoch``/``end_epoch``). Hot path: whole seconds
+    are formatted from the epoch with the texts of recent UTC minutes and days cached (bounded); fractions
+    go through ``moment``.
     """
-    if moment.microsecond:
+    whole = int(epoch)
+    if whole != epoch:
         return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    epoch = int(moment.timestamp())
-    minute, second = divmod(epoch, 60)
+    minute, second = divmod(whole, 60)
     prefix = _MINUTE_TEXT.get(minute)
     if prefix is None:
-        if len(_MINUTE_TEXT) > 100_000:
+        if len(_MINUTE_TEXT) >= _MINUTE_CACHE_SIZE:  # exports are grouped by type: recent minutes recur
             _MINUTE_TEXT.clear()
-        prefix = _MINUTE_TEXT[minute] = datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M:")
+        day, minute_of_day = divmod(minute, 1440)
+        date = _DAY_TEXT.get(day)
+        if date is None:
+            if len(_DAY_TEXT) >= _MINUTE_CACHE_SIZE:
+                _DAY_TEXT.clear()
+            date = _DAY_TEXT[day] = datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%dT")
+        hour, minute_of_hour = divmod(minute_of_day, 60)
+        prefix = _MINUTE_TEXT[minute] = f"{date}{hour:02d}:{minute_of_hour:02d}:"
     return f"{prefix}{second:02d}Z"
 
 
@@ -69,8 +80,8 @@ def identity_head(sample: Sample) -> tuple[str, str, str, str, str]:
 
 def sample_identifier_value(sample: Sample) -> str:
     """The canonical identifier value of a raw sample Observation."""
-    start = utc_text(sample.start)
-    end = start if sample.end == sample.start else utc_text(sample.end)
+    start = utc_text(sample.start_epoch, sample.start)
+    end = start if sample.end_epoch == sample.start_epoch else utc_text(sample.end_epoch, sample.end)
     return "|".join((*identity_head(sample), start, end))
 
 

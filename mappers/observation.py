@@ -116,7 +116,7 @@ class ObservationBuilder:
         if subject is None:
             subject = self._subjects[sample.patient] = {"reference": sample.patient}
         obs["subject"] = subject
-        if sample.start == sample.end:
+        if sample.start_epoch == sample.end_epoch:
             obs["effectiveDateTime"] = sample.start.isoformat()
         else:
             obs["effectivePeriod"] = {"start": sample.start.isoformat(), "end": sample.end.isoformat()}

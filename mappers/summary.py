@@ -14,7 +14,7 @@ statistic set, so a re-run or late data re-uses the id (status ``amended`` when 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,8 @@ from mappers.ids import resource_id
 from mappers.observation import category_for
 from mappers.tables import Coding, Metric
 
-__all__ = ["CGM_BANDS", "CGM_MEMBERS", "STATISTICS_SYSTEM", "SummaryBatch", "SummaryBuilder"]
+__all__ = ["CGM_BANDS", "CGM_MEMBERS", "STATISTICS_SYSTEM", "SUMMARY_PART_WINDOWS", "SummaryBatch",
+           "SummaryBuilder"]
 
 Resource = dict[str, Any]
 
@@ -63,6 +64,7 @@ _STAT_DISPLAY = {"average": "Average", "minimum": "Minimum", "maximum": "Maximum
                  "sum": "Sum"}
 _WINDOW_TEXT = {"hour": "hourly", "day": "daily"}
 _LABORATORY = category_for("laboratory")
+SUMMARY_PART_WINDOWS = 1_000  # windows per SummaryBatch: at most ~7,000 Observations (CGM) built at once
 _BAND_CODES = [{"coding": [{"system": LOINC, "code": loinc}], "text": text} for loinc, text in CGM_BANDS]
 
 
@@ -102,15 +104,6 @@ def _dates(days: np.ndarray) -> list[str]:
 
 def _percent(value: float) -> dict[str, Any]:
     return {"value": round(float(value), 2), "unit": "%", "system": UCUM_SYSTEM, "code": "%"}
-
-
-@dataclass(slots=True)
-class SummaryBatch:
-    """Summary Observations of one (patient, metric), with how many windows of each kind they cover."""
-
-    metric: str
-    resources: list[dict[str, Any]] = field(default_factory=list)
-    windows: dict[str, int] = field(default_factory=dict)
 
 
 class SummaryBuilder:
@@ -281,3 +274,28 @@ class SummaryBuilder:
         obs["effectivePeriod"] = period
         obs.update(body)
         return obs
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryBatch:
+    """Part of one flush of one (patient, metric): compact window statistics that become summary
+    Observations when a sink asks for them (:meth:`resources`).
+
+    Building late keeps memory flat: a 1M-record import has ~85k summaries, ~4 KB each as dicts, and
+    built up front they would all wait in the dataflow at once; as statistics they take a few bytes per
+    window, and a sink builds, writes and drops one part (``SUMMARY_PART_WINDOWS`` windows) at a time.
+    """
+
+    patient: str
+    metric: Metric
+    flushed: Flushed
+    builder: SummaryBuilder
+
+    @property
+    def windows(self) -> dict[str, int]:
+        """How many windows of each kind this part covers."""
+        return self.flushed.counts()
+
+    def resources(self) -> list[Resource]:
+        """The summary Observations of this part (built on every call: do not call twice for one write)."""
+        return self.builder.build(self.patient, self.metric, self.flushed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -41,3 +43,24 @@ def test_identity_ignores_value_but_not_source_or_time() -> None:
     kept, dropped = DuplicateFilter().filter(samples)
     assert dropped == 2 and [s.value for s in kept] == [60.0, 60.0, 60.0]
     assert kept[0] is samples[0]
+
+
+def _freeze(arrays: list[np.ndarray]) -> None:
+    for array in arrays:
+        array.flags.writeable = False  # any later in-place write into a shared array raises
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(min_value=0, max_value=200), max_size=40), min_size=2, max_size=20),
+       cut=st.integers(min_value=1, max_value=19))
+def test_a_snapshot_is_independent_of_the_filter_it_was_taken_from(batches: list[list[int]], cut: int) -> None:
+    dedup = DuplicateFilter()
+    cut = min(cut, len(batches) - 1)
+    for batch in batches[:cut]:
+        dedup.keep_mask(np.array(batch, dtype=np.uint64))
+    snapshot = copy.deepcopy(dedup)  # what Bytewax does at the end of every epoch
+    _freeze(dedup._runs)
+    later = batches[cut:]
+    original = [dedup.keep_mask(np.array(b, dtype=np.uint64)).tolist() for b in later]
+    restored = [snapshot.keep_mask(np.array(b, dtype=np.uint64)).tolist() for b in later]
+    assert restored == original and snapshot.seen == dedup.seen

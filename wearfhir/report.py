@@ -46,12 +46,13 @@ class ImportReport:
         if resource_type == "Observation" and metric is not None:
             self.observations[metric] += count
 
-    def add_summaries(self, batch: SummaryBatch) -> None:
-        """Count the summary Observations of one (patient, metric) and the windows they cover."""
-        self.summaries[batch.metric] += len(batch.resources)
-        self.resources["Observation"] += len(batch.resources)
+    def add_summaries(self, batch: SummaryBatch, observations: int) -> None:
+        """Count the summary Observations built from one summary batch and the windows they cover."""
+        metric = batch.metric.key
+        self.summaries[metric] += observations
+        self.resources["Observation"] += observations
         for window, count in batch.windows.items():
-            self.summary_windows[(batch.metric, window)] += count
+            self.summary_windows[(metric, window)] += count
 
     def add_fhir(self, result: BundleResult, dead_lettered: int, store: str) -> None:
         """Record what the FHIR server sink wrote."""

@@ -167,9 +167,10 @@ class _FhirPartition(StatefulSinkPartition[Any, None]):
                 if self._count_inputs:
                     report.add_written("Observation", item.metric, len(observations))
             elif isinstance(item, SummaryBatch):
-                self._writer.write(item.resources)
+                summaries = item.resources()
+                self._writer.write(summaries)
                 if self._count_inputs:
-                    report.add_summaries(item)
+                    report.add_summaries(item, len(summaries))
             elif isinstance(item, Rejection):
                 if self._count_inputs:
                     report.add_rejection(item)

@@ -16,7 +16,7 @@ import re
 from collections import Counter, defaultdict
 from datetime import date, datetime
 
-from mappers.sample import DeviceInfo, Rejection, Sample, SampleBatch, SourceInfo
+from mappers.sample import DeviceInfo, Rejection, Sample, SampleBatch, SourceInfo, epoch_times
 from mappers.tables import HealthKitTable, HealthKitType, Metric
 from mappers.units import convert
 from wearfhir.errors import ConfigError
@@ -25,6 +25,7 @@ __all__ = ["HealthKitNormalizer", "parse_device"]
 
 ORIGIN = "healthkit"
 Attrs = dict[str, str]
+Interval = tuple[datetime, datetime, float, float, int]
 _DEVICE_KEYS = {"name", "manufacturer", "model", "hardware", "software"}
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z ]*\Z")
@@ -116,7 +117,8 @@ class HealthKitNormalizer:
             source = self._sources[key] = SourceInfo(key[0], key[1], device)
         return source
 
-    def _interval(self, attrs: Attrs, line: int, vendor_type: str) -> tuple[datetime, datetime] | None:
+    def _interval(self, attrs: Attrs, line: int, vendor_type: str) -> Interval | None:
+        """The start and end, and the same as epoch seconds and the start's UTC offset (``epoch_times``)."""
         start_text = attrs.get("startDate")
         end_text = attrs.get("endDate") or start_text
         try:
@@ -129,10 +131,11 @@ class HealthKitNormalizer:
         if start.tzinfo is None or end.tzinfo is None:
             self._reject("date without UTC offset", line, vendor_type, "dates must carry an offset such as -0500")
             return None
-        if end < start:
+        times = epoch_times(start, end)
+        if times[1] < times[0]:
             self._reject("endDate before startDate", line, vendor_type)
             return None
-        return start, end
+        return start, end, *times
 
     def _conversion(self, spec: HealthKitType, unit: str, metric_key: str) -> tuple[Metric, float, float] | str:
         key = (spec.identifier, unit, metric_key)
@@ -251,9 +254,10 @@ class HealthKitNormalizer:
             if value is None:
                 return None
             unit = self._metrics[metric_key].unit
+        start, end, start_epoch, end_epoch, offset = interval
         return Sample(
-            self.patient, metric_key, value, code, unit, interval[0], interval[1], source, ORIGIN,
-            spec.identifier, metadata.get("HKExternalUUID"), (), metadata.get("HKTimeZone"),
+            self.patient, metric_key, value, code, unit, start, end, source, ORIGIN, spec.identifier,
+            start_epoch, end_epoch, offset, metadata.get("HKExternalUUID"), (), metadata.get("HKTimeZone"),
             metadata.get("HKWasUserEntered") == "1", vendor_code,
         )
 
@@ -292,10 +296,10 @@ class HealthKitNormalizer:
         order = self._metrics[panel_key].components
         components.sort(key=lambda c: order.index(c[0]) if c[0] in order else len(order))
         self._bp_consumed.update(identities)
-        source = self._source(attrs)
+        start, end, start_epoch, end_epoch, offset = interval
         self._batches[panel_key].append(Sample(
-            self.patient, panel_key, None, None, self._metrics[panel_key].unit, interval[0], interval[1],
-            source, ORIGIN, vendor_type, metadata.get("HKExternalUUID"), tuple(components),
+            self.patient, panel_key, None, None, self._metrics[panel_key].unit, start, end, self._source(attrs),
+            ORIGIN, vendor_type, start_epoch, end_epoch, offset, metadata.get("HKExternalUUID"), tuple(components),
             metadata.get("HKTimeZone"), metadata.get("HKWasUserEntered") == "1", None,
         ))
 
@@ -335,9 +339,10 @@ class HealthKitNormalizer:
         order = self._metrics[metric_key].components
         components = tuple((k, found[k]) for k in order if k in found)
         activity = attrs.get("workoutActivityType") or "HKWorkoutActivityTypeOther"
+        start, end, start_epoch, end_epoch, offset = interval
         self._batches[metric_key].append(Sample(
-            self.patient, metric_key, None, _activity_code(activity), None, interval[0], interval[1],
-            self._source(attrs), ORIGIN, vendor_type, metadata.get("HKExternalUUID"), components,
+            self.patient, metric_key, None, _activity_code(activity), None, start, end, self._source(attrs),
+            ORIGIN, vendor_type, start_epoch, end_epoch, offset, metadata.get("HKExternalUUID"), components,
             metadata.get("HKTimeZone"), metadata.get("HKWasUserEntered") == "1", activity,
         ))
 
