@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from aggregates.columns import SampleColumns, source_priority
 from flows.summarise import accumulator_spec
 from mappers.context import FhirContext
 from mappers.sample import DeviceInfo, Sample, SourceInfo, epoch_times
-from mappers.summary import CGM_BANDS, CGM_MEMBERS, STATISTICS_SYSTEM, SummaryBuilder
+from mappers.summary import CGM_BANDS, CGM_MEMBERS, STATISTICS_SYSTEM, SummaryBatch, SummaryBuilder
 from mappers.tables import metrics
 from tests.helpers import export_xml, normalize, record
 from tests.test_fhir_output import check_golden
@@ -532,3 +532,19 @@ def test_an_accumulator_snapshot_is_independent_and_shares_no_array_that_is_writ
     from_live = finish(live)
     assert from_live and any(r["status"] == "amended" for r in from_live)
     assert finish(snapshots) == from_live
+
+
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_flushed_windows_cut_into_parts_build_the_same_observations(size: int) -> None:
+    # the summarise step emits parts of at most SUMMARY_PART_WINDOWS windows, built one at a time by sinks
+    table = metrics()
+    samples, _, _ = normalize(export_xml(*cgm_readings(days=3)))
+    acc = accumulate(samples)["cgm_glucose"]
+    flushed = acc.flush()
+    builder = SummaryBuilder(FhirContext())
+    whole = builder.build("Patient/p1", table["cgm_glucose"], flushed)
+    parts = flushed.chunks(size)
+    assert all(0 < len(part) <= size and len(part.counts()) == 1 for part in parts)
+    assert sum((Counter(part.counts()) for part in parts), Counter()) == Counter(flushed.counts())
+    batches = [SummaryBatch("Patient/p1", table["cgm_glucose"], part, builder) for part in parts]
+    assert [r for batch in batches for r in batch.resources()] == whole
