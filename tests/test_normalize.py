@@ -187,3 +187,21 @@ def test_me_element_feeds_the_patient() -> None:
     _, _, norm = normalize(export_xml(record("HeartRate", "60", "count/min")))
     assert norm.gender == "HKBiologicalSexFemale"
     assert norm.birth_date is not None and norm.birth_date.isoformat() == "1971-04-12"
+
+
+def test_every_sample_carries_its_times_as_numbers() -> None:
+    # records, a blood-pressure panel and a workout; ends in another offset (DST); a +05:30 zone
+    workout = (' <Workout workoutActivityType="HKWorkoutActivityTypeWalking" duration="20" durationUnit="min" '
+               'sourceName="Apple Watch" startDate="2024-11-03 01:50:00 -0400" endDate="2024-11-03 01:10:00 -0500">'
+               '\n </Workout>\n')
+    samples, rejections, _ = normalize(export_xml(
+        record("HeartRate", "61", "count/min", start="2024-03-10 08:15:00 -0400"),
+        record("StepCount", "120", "count", start="2024-03-10 01:58:00 -0500", end="2024-03-10 03:02:00 -0400"),
+        record("HeartRate", "64", "count/min", start="2024-03-10 08:15:00 +0530"),
+        BP_CORRELATION,
+        workout,
+    ))
+    assert not rejections and len(samples) == 5
+    for s in samples:
+        assert (s.start_epoch, s.end_epoch) == (s.start.timestamp(), s.end.timestamp()), s.metric
+        assert s.utc_offset == s.start.utcoffset().total_seconds(), s.metric
