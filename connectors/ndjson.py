@@ -24,7 +24,7 @@ from mappers.sample import Rejection, SourceReport
 from mappers.summary import SummaryBatch
 from wearfhir.report import ImportReport
 
-__all__ = ["NdjsonSink", "NdjsonWriter", "REJECTED_FILE"]
+__all__ = ["REJECTED_FILE", "NdjsonSink", "NdjsonWriter", "RejectionFile"]
 
 REJECTED_FILE = "rejected.ndjson"
 _PARTIAL = ".partial"
@@ -68,7 +68,13 @@ class NdjsonWriter:
         self._file(REJECTED_FILE).write(orjson.dumps(rejection._asdict()) + b"\n")
 
     def commit(self) -> list[Path]:
-        """Flush, fsync and rename every file into place; returns the final paths."""
+        """Flush, fsync and rename every file into place; returns the final paths.
+
+        The directory then describes this run: a ``rejected.ndjson`` left by an earlier run is removed when
+        this one rejected nothing.
+        """
+        if REJECTED_FILE not in self._files:
+            (self.out_dir / REJECTED_FILE).unlink(missing_ok=True)
         done = []
         for name, fh in sorted(self._files.items()):
             fh.flush()
@@ -86,6 +92,39 @@ class NdjsonWriter:
             fh.close()
             (self.out_dir / f".{name}{_PARTIAL}").unlink(missing_ok=True)
         self._files = {}
+
+
+class RejectionFile:
+    """Rejected input records (reason, location, type name: never values) as NDJSON lines in one file,
+    for runs without an output directory. Written to a partial file and renamed into place by ``commit``;
+    a run that rejected nothing removes the previous run's file, so the file always describes the last run.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._partial = path.with_name(f".{path.name}{_PARTIAL}")
+        self._fh: BinaryIO | None = None
+        self.written = 0
+
+    def write(self, rejection: Rejection) -> None:
+        """Append one rejection."""
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self._partial.open("wb", buffering=1 << 16)
+        self._fh.write(orjson.dumps(rejection._asdict()) + b"\n")
+        self.written += 1
+
+    def commit(self) -> Path | None:
+        """Put the file in place (or remove the last run's when nothing was rejected); its path, if any."""
+        if self._fh is None:
+            self.path.unlink(missing_ok=True)
+            return None
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+        os.replace(self._partial, self.path)
+        return self.path
 
 
 class _NdjsonPartition(StatefulSinkPartition[Any, None]):
@@ -128,7 +167,9 @@ class _NdjsonPartition(StatefulSinkPartition[Any, None]):
         return None
 
     def close(self) -> None:
-        self._writer.commit()
+        rejected = self._writer.out_dir / REJECTED_FILE
+        if rejected in self._writer.commit():
+            self._report.rejected_file = str(rejected)
 
 
 class NdjsonSink(FixedPartitionedSink[Any, None]):

@@ -73,7 +73,8 @@ def get_flow(settings: ImportSettings, report: ImportReport | None = None,
                   NdjsonSink(settings.out, report, ctx))
     if fhir_writer is not None:
         op.output("write_fhir", op.key_on("one_fhir_writer", outputs, lambda _: "fhir"),
-                  FhirSink(fhir_writer, report, count_inputs=settings.out is None))
+                  FhirSink(fhir_writer, report, count_inputs=settings.out is None,
+                           rejected=settings.rejected if settings.out is None else None))
     return flow
 
 

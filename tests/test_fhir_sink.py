@@ -316,3 +316,28 @@ def test_auth_bearer_basic_and_smart_backend_services(tmp_path_factory, tmp_path
                 client.put({"resourceType": "Patient", "id": "anon1"})
         with pytest.raises(ConfigError, match="NO_SUCH_VAR"):
             build_client(FhirTarget(url=server.base_url, auth="bearer", token_env="NO_SUCH_VAR"))
+
+
+def test_a_fhir_only_import_lists_rejected_records_next_to_the_dead_letters(fhir, tmp_path, capsys) -> None:
+    patient = new_patient(fhir)
+    dirty = write_export(tmp_path / "dirty.zip", SynthSpec(records=2_000, trap_every=300))
+    clean = write_export(tmp_path / "clean.zip", SynthSpec(records=500, traps=False))
+    args = ["--patient", patient, "--fhir", fhir.base_url, "--no-progress",
+            "--dead-letters", str(tmp_path / "dlq" / "dead.ndjson")]
+    assert main(["import", str(dirty), *args]) == 0
+    listed = tmp_path / "dlq" / "rejected.ndjson"
+    out = capsys.readouterr().out
+    rejections = [json.loads(line) for line in listed.read_text(encoding="utf-8").splitlines()]
+    rejected_line = next(line for line in out.splitlines() if line.startswith("Rejected:"))
+    assert rejections and rejected_line == f"Rejected: {len(rejections):,} (listed in {listed})"
+    assert all(set(r) == {"origin", "reason", "where", "vendor_type", "detail"} for r in rejections)
+    assert all(r["where"].startswith("line ") for r in rejections)
+    # a later run that rejects nothing leaves no stale list behind
+    assert main(["import", str(clean), *args]) == 0
+    assert "Rejected: 0" in capsys.readouterr().out and not listed.exists()
+    # an explicit file, and --rejected is refused next to --out (the list goes to OUT/rejected.ndjson)
+    assert main(["import", str(dirty), *args, "--rejected", str(tmp_path / "mine.ndjson")]) == 0
+    assert (tmp_path / "mine.ndjson").read_bytes() == b"".join(
+        json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in rejections)
+    assert main(["import", str(dirty), *args, "--rejected", "x.ndjson", "--out", str(tmp_path / "o")]) == 2
+    assert "OUT/rejected.ndjson" in capsys.readouterr().err

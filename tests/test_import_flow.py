@@ -161,3 +161,14 @@ def test_validate_command_flags_invalid_lines(tmp_path, capsys) -> None:
     assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert "2 resources checked" in out and "line 2: not JSON" in out
+
+
+def test_an_output_directory_reused_by_a_clean_run_keeps_no_stale_rejections(export, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["import", str(export), "--patient", "Patient/p1", "--out", str(out), "--no-progress"]) == 0
+    assert (out / "rejected.ndjson").exists()
+    assert f"(listed in {out / 'rejected.ndjson'})" in capsys.readouterr().out
+    clean = write_export(tmp_path / "clean.zip", SynthSpec(records=500, traps=False))
+    assert main(["import", str(clean), "--patient", "Patient/p1", "--out", str(out), "--no-progress"]) == 0
+    assert "Rejected: 0" in capsys.readouterr().out
+    assert not (out / "rejected.ndjson").exists()

@@ -27,6 +27,7 @@ EXIT_USAGE = 2
 def _import(args: argparse.Namespace) -> int:
     from bytewax.testing import run_main
 
+    from connectors.ndjson import REJECTED_FILE
     from flows.import_flow import get_flow
     from mappers.context import FhirContext
     from wearfhir.progress import ImportProgress
@@ -40,6 +41,9 @@ def _import(args: argparse.Namespace) -> int:
         return _usage_error("give exactly one of --patient Patient/ID and --patient-identifier SYSTEM|VALUE")
     if args.patient is None and fhir is None:
         return _usage_error("--patient-identifier looks the Patient up on a FHIR server: it needs --fhir URL")
+    if getattr(args, "rejected", None) is not None and args.out is not None:
+        return _usage_error("--rejected is for runs without --out: with --out, rejected records are listed "
+                            "in OUT/rejected.ndjson")
     writer_factory = None
     patient = args.patient
     if fhir is not None and args.dead_letters is None and args.out is not None:
@@ -53,8 +57,12 @@ def _import(args: argparse.Namespace) -> int:
                                       args.create_patient)
         writer_factory = _writer_factory(target)
     try:
+        rejected = None
+        if args.out is None:  # no output directory: list rejected records next to the dead letters
+            dead_letters = getattr(args, "dead_letters", None)
+            rejected = args.rejected or (dead_letters.parent if dead_letters else Path()) / REJECTED_FILE
         settings = ImportSettings(source=args.source, patient=patient, out=args.out, raw=args.raw,
-                                  summaries=args.summaries, cgm_days=args.cgm_days)
+                                  summaries=args.summaries, cgm_days=args.cgm_days, rejected=rejected)
     except ValidationError as exc:
         return _usage_error("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
                                       for e in exc.errors()))
@@ -238,6 +246,10 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--create-patient", action="store_true",
                      help="with --patient-identifier: create the Patient (deterministic id) if it is missing")
     imp.add_argument("--out", type=Path, help="output directory (FHIR Bulk Data NDJSON)")
+    imp.add_argument("--rejected", type=Path, metavar="FILE",
+                     help="without --out: file listing rejected input records (reason and line, never values; "
+                          "default rejected.ndjson next to the dead-letter file). With --out they go to "
+                          "OUT/rejected.ndjson")
     imp.add_argument("--raw", choices=["all", "spot", "none"], default="spot",
                      help="raw Observations to write: spot metrics only (default), all, or none")
     _summary_flags(imp)

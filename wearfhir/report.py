@@ -30,6 +30,7 @@ class ImportReport:
     rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
     fhir: dict[str, int] | None = None  # created, updated, retries, bundles, dead_lettered
     dead_letter_store: str = ""
+    rejected_file: str = ""  # where the rejected input records were listed, if anywhere
     examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def add_batch(self, batch: MappedBatch) -> None:
@@ -133,7 +134,8 @@ class ImportReport:
                 lines.append(f"  refused resources and the server's reasons: {self.dead_letter_store} "
                              "(`wearfhir dlq list`, fix, then `wearfhir dlq replay`)")
         if self.rejections:
-            lines.append(f"Rejected: {sum(self.rejections.values()):,}")
+            listed = f" (listed in {self.rejected_file})" if self.rejected_file else ""
+            lines.append(f"Rejected: {sum(self.rejections.values()):,}{listed}")
             for (reason, vtype), count in sorted(self.rejections.items(), key=lambda kv: -kv[1]):
                 lines.append(f"    {count:>10,}  {reason} [{vtype}]  e.g. {'; '.join(self.examples[(reason, vtype)])}")
         else:

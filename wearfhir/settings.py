@@ -47,6 +47,7 @@ class ImportSettings(BaseModel):
     chunk_bytes: int = Field(default=1 << 20, ge=4096, le=64 << 20)
     summaries: frozenset[str] = frozenset(SUMMARY_WINDOWS)
     cgm_days: int = Field(default=14, ge=1, le=90)
+    rejected: Path | None = None  # where rejected input records are listed when there is no ``out``
 
     @field_validator("summaries", mode="before")
     @classmethod

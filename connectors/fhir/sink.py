@@ -15,12 +15,14 @@ import logging
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.fhir.client import BundleResult, FhirClient
 from connectors.fhir.deadletter import DeadLetter, DeadLetterStore
+from connectors.ndjson import RejectionFile
 from mappers.batch import MappedBatch
 from mappers.sample import Rejection, SourceReport
 from mappers.summary import SummaryBatch
@@ -141,10 +143,12 @@ class FhirWriter:
 
 
 class _FhirPartition(StatefulSinkPartition[Any, None]):
-    def __init__(self, writer: FhirWriter, report: ImportReport, count_inputs: bool) -> None:
+    def __init__(self, writer: FhirWriter, report: ImportReport, count_inputs: bool,
+                 rejected: RejectionFile | None) -> None:
         self._writer = writer
         self._report = report
         self._count_inputs = count_inputs  # False when an NDJSON sink in the same flow counts them
+        self._rejected = rejected  # where input rejections are listed when no NDJSON sink lists them
         self._failed = False
 
     def write_batch(self, values: list[Any]) -> None:
@@ -174,6 +178,8 @@ class _FhirPartition(StatefulSinkPartition[Any, None]):
             elif isinstance(item, Rejection):
                 if self._count_inputs:
                     report.add_rejection(item)
+                if self._rejected is not None:
+                    self._rejected.write(item)
             elif isinstance(item, SourceReport):
                 if self._count_inputs:
                     report.add_source(item)
@@ -184,6 +190,10 @@ class _FhirPartition(StatefulSinkPartition[Any, None]):
         return None
 
     def close(self) -> None:
+        if self._rejected is not None:
+            listed = self._rejected.commit()
+            if listed is not None:
+                self._report.rejected_file = str(listed)
         try:
             result = self._writer.close()
         except BaseException:
@@ -201,10 +211,12 @@ class _FhirPartition(StatefulSinkPartition[Any, None]):
 class FhirSink(FixedPartitionedSink[Any, None]):
     """Bytewax sink writing to a FHIR server through one :class:`FhirWriter` (one partition)."""
 
-    def __init__(self, make_writer: Any, report: ImportReport, count_inputs: bool) -> None:
+    def __init__(self, make_writer: Any, report: ImportReport, count_inputs: bool,
+                 rejected: Path | None = None) -> None:
         self._make_writer = make_writer
         self._report = report
         self._count_inputs = count_inputs
+        self._rejected = rejected  # a file for input rejections (FHIR-only runs)
 
     def list_parts(self) -> list[str]:
         return ["fhir"]
@@ -213,5 +225,6 @@ class FhirSink(FixedPartitionedSink[Any, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FhirPartition:
-        return _FhirPartition(self._make_writer(), self._report, self._count_inputs)
+        rejected = RejectionFile(self._rejected) if self._rejected is not None else None
+        return _FhirPartition(self._make_writer(), self._report, self._count_inputs, rejected)
 
