@@ -29,7 +29,7 @@ from aggregates.windows import DAY, day_keys, hour_keys, hour_window_bounds
 __all__ = ["AccumulatorSpec", "Flushed", "SummaryAccumulator", "WINDOWS"]
 
 WINDOWS = ("hour", "day", "night", "cgm")
-ABSORB_SAMPLES = 16_384  # samples gathered before they are folded (bounds the state kept as raw columns)
+ABSORB_SAMPLES = 16_384  # samples gathered (unfolded, as they came) before they are keyed and folded at once
 T = TypeVar("T", WindowStats, SleepNights, CgmStats)
 
 
