@@ -64,8 +64,7 @@ def _import(args: argparse.Namespace) -> int:
         settings = ImportSettings(source=args.source, patient=patient, out=args.out, raw=args.raw,
                                   summaries=args.summaries, cgm_days=args.cgm_days, rejected=rejected)
     except ValidationError as exc:
-        return _usage_error("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
-                                      for e in exc.errors()))
+        return _usage_error(_option_errors(exc))
     report = ImportReport()
     _tune_gc()
     started = time.perf_counter()
@@ -105,8 +104,7 @@ def _fhir_target(args: argparse.Namespace, url: str | None = None) -> Any:
     try:
         return FhirTarget(url=url or args.fhir, **fields)
     except ValidationError as exc:
-        raise ConfigError("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
-                                    for e in exc.errors())) from None
+        raise ConfigError(_option_errors(exc)) from None
 
 
 def _writer_factory(target: Any) -> Any:
@@ -224,6 +222,11 @@ def _validate(args: argparse.Namespace) -> int:
         for line, message in errors[:20]:
             print(f"  line {line}: {message}")
     return EXIT_OK if failures == 0 else EXIT_INCOMPLETE
+
+
+def _option_errors(exc: ValidationError) -> str:
+    """Settings validation errors named by their command-line options (``--cgm-days: ...``)."""
+    return "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors())
 
 
 def _usage_error(message: str) -> int:

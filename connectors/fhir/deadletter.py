@@ -47,6 +47,12 @@ class DeadLetter:
                 "resource": self.resource, "at": self.at}
 
     @classmethod
+    def from_record(cls, key: str, data: dict[str, Any]) -> DeadLetter:
+        """A stored dead letter (what :meth:`record` wrote) under its store's ``key``."""
+        return cls(key, data["server"], data["status"], data["message"], data.get("outcome"), data["resource"],
+                   data["at"])
+
+    @classmethod
     def of(cls, rejected: Rejected, server: str) -> DeadLetter:
         return cls("", server, rejected.status, rejected.message, rejected.outcome, rejected.resource,
                    datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -88,9 +94,7 @@ class FileDeadLetters:
         with self.path.open("rb") as fh:
             for number, line in enumerate(fh, 1):
                 if line.strip():
-                    data = orjson.loads(line)
-                    yield DeadLetter(str(number), data["server"], data["status"], data["message"],
-                                     data.get("outcome"), data["resource"], data["at"])
+                    yield DeadLetter.from_record(str(number), orjson.loads(line))
 
     def list(self) -> list[DeadLetter]:
         return list(self._read())
@@ -133,12 +137,8 @@ class RedisDeadLetters:
         return count
 
     def list(self) -> list[DeadLetter]:
-        out = []
-        for entry_id, fields in self._redis.xrange(self.stream):
-            data = orjson.loads(fields[b"letter"])
-            out.append(DeadLetter(entry_id.decode(), data["server"], data["status"], data["message"],
-                                  data.get("outcome"), data["resource"], data["at"]))
-        return out
+        return [DeadLetter.from_record(entry_id.decode(), orjson.loads(fields[b"letter"]))
+                for entry_id, fields in self._redis.xrange(self.stream)]
 
     def remove(self, keys: Iterable[str]) -> None:
         ids = list(keys)
