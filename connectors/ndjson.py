@@ -40,6 +40,7 @@ class NdjsonWriter:
             stale.unlink()
         self._files: dict[str, BinaryIO] = {}
         self._unique_ids: dict[str, set[str]] = {}
+        self._rejected = RejectionFile(out_dir / REJECTED_FILE)
 
     def _file(self, name: str) -> BinaryIO:
         fh = self._files.get(name)
@@ -65,16 +66,14 @@ class NdjsonWriter:
 
     def write_rejection(self, rejection: Rejection) -> None:
         """Append a dead-letter line (reason and location; never the record's values)."""
-        self._file(REJECTED_FILE).write(orjson.dumps(rejection._asdict()) + b"\n")
+        self._rejected.write(rejection)
 
     def commit(self) -> list[Path]:
         """Flush, fsync and rename every file into place; returns the final paths.
 
         The directory then describes this run: a ``rejected.ndjson`` left by an earlier run is removed when
-        this one rejected nothing.
+        this one rejected nothing (:meth:`RejectionFile.commit`).
         """
-        if REJECTED_FILE not in self._files:
-            (self.out_dir / REJECTED_FILE).unlink(missing_ok=True)
         done = []
         for name, fh in sorted(self._files.items()):
             fh.flush()
@@ -84,6 +83,9 @@ class NdjsonWriter:
             os.replace(self.out_dir / f".{name}{_PARTIAL}", final)
             done.append(final)
         self._files = {}
+        rejected = self._rejected.commit()
+        if rejected is not None:
+            done.append(rejected)
         return done
 
     def abort(self) -> None:
@@ -92,12 +94,14 @@ class NdjsonWriter:
             fh.close()
             (self.out_dir / f".{name}{_PARTIAL}").unlink(missing_ok=True)
         self._files = {}
+        self._rejected.abort()
 
 
 class RejectionFile:
-    """Rejected input records (reason, location, type name: never values) as NDJSON lines in one file,
-    for runs without an output directory. Written to a partial file and renamed into place by ``commit``;
-    a run that rejected nothing removes the previous run's file, so the file always describes the last run.
+    """Rejected input records (reason, location, type name: never values) as NDJSON lines in one file:
+    ``rejected.ndjson`` of an output directory, or the list of a FHIR-only run. Written to a partial file
+    and renamed into place by ``commit``; a run that rejected nothing removes the previous run's file, so
+    the file always describes the last run.
     """
 
     def __init__(self, path: Path) -> None:
@@ -125,6 +129,13 @@ class RejectionFile:
         self._fh = None
         os.replace(self._partial, self.path)
         return self.path
+
+    def abort(self) -> None:
+        """Close and delete the partial file (the previous run's list stays as it was)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self._partial.unlink(missing_ok=True)
 
 
 class _NdjsonPartition(StatefulSinkPartition[Any, None]):
