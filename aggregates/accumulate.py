@@ -23,7 +23,7 @@ from aggregates.cgm import CgmStats, cgm_stats, period_keys
 from aggregates.columns import SampleColumns
 from aggregates.overlap import deduplicate_sources
 from aggregates.sleep import SleepNights, night_keys, sleep_nights
-from aggregates.stats import WindowStats, fold, merge_all
+from aggregates.stats import WindowStats, fold, is_sorted, merge_all, run_starts
 from aggregates.windows import DAY, day_keys, hour_keys, hour_window_bounds
 
 __all__ = ["AccumulatorSpec", "Flushed", "SummaryAccumulator", "WINDOWS"]
@@ -171,7 +171,7 @@ class SummaryAccumulator:
     def _mark(self, window: str, keys: np.ndarray) -> None:
         """Remember the windows ``keys`` touched (one key per run of equal keys: time-ordered data has few)."""
         if len(keys) > 1:
-            keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+            keys = keys[run_starts(keys)]
         self._dirty.setdefault(window, []).append(keys)
 
     def _take_dirty(self, window: str) -> np.ndarray:
@@ -231,7 +231,7 @@ class SummaryAccumulator:
     def _fold_cumulative(self, samples: SampleColumns) -> None:
         """Re-fold all cumulative windows: de-duplication depends on every overlapping source's samples."""
         valued = samples.valued()
-        if np.any(valued.start[1:] < valued.start[:-1]):  # exports are mostly in time order already
+        if not is_sorted(valued.start):
             valued = valued.take(np.argsort(valued.start, kind="stable"))
         values = deduplicate_sources(valued.start, valued.end, valued.value, valued.priority)
         counted = (values > 0) | (valued.value == 0)  # samples that still count for something

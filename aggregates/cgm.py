@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregates.stats import fold
+from aggregates.stats import fold, is_sorted
 from aggregates.windows import DAY, day_keys
 
 __all__ = ["CgmStats", "GMI_INTERCEPT", "GMI_SLOPE", "cgm_stats", "period_first_day", "period_keys",
@@ -71,14 +71,9 @@ def reading_interval(epoch: np.ndarray) -> float:
     """
     if len(epoch) < 3:
         return _DEFAULT_INTERVAL
-    gaps = np.diff(epoch if _ordered(epoch) else np.sort(epoch))
+    gaps = np.diff(epoch if is_sorted(epoch) else np.sort(epoch))
     gaps = gaps[(gaps > 0) & (gaps <= 900)]
     return float(np.clip(np.median(gaps), 60.0, 900.0)) if len(gaps) else _DEFAULT_INTERVAL
-
-
-def _ordered(values: np.ndarray) -> bool:
-    """Whether ``values`` never decrease."""
-    return not np.any(values[1:] < values[:-1])
 
 
 def cgm_stats(epoch: np.ndarray, offset: np.ndarray, value: np.ndarray, edges: np.ndarray,
@@ -89,7 +84,7 @@ def cgm_stats(epoch: np.ndarray, offset: np.ndarray, value: np.ndarray, edges: n
         return CgmStats(i, f, i, f, i, i, f, f, f, np.zeros((0, len(edges) + 1)), i, f, days)
     day = day_keys(epoch, offset)
     period = (day - PERIOD_ANCHOR_DAY) // days
-    if not (_ordered(period) and _ordered(epoch)):  # by period, then time (exports are usually in order)
+    if not (is_sorted(period) and is_sorted(epoch)):  # by period, then time (exports are usually in order)
         order = np.lexsort((epoch, period))
         epoch, offset, value, day, period = epoch[order], offset[order], value[order], day[order], period[order]
     value = value.astype(np.float64, copy=False)

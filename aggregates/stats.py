@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WindowStats", "band_index", "fold", "merge", "merge_all"]
+__all__ = ["WindowStats", "band_index", "fold", "is_sorted", "merge", "merge_all", "run_starts"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,16 @@ class WindowStats:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+def is_sorted(values: np.ndarray) -> bool:
+    """Whether ``values`` never decrease (data from a source usually arrives in time order: no sort needed)."""
+    return not np.any(values[1:] < values[:-1])
+
+
+def run_starts(keys: np.ndarray) -> np.ndarray:
+    """Indexes where a run of equal keys begins (every window's first row, for sorted keys)."""
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.intp)
 
 
 def band_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -59,13 +69,13 @@ def fold(keys: np.ndarray, values: np.ndarray, edges: np.ndarray | None = None,
         bands = np.zeros((0, len(edges) + 1), dtype=np.int64) if edges is not None else None
         tags = empty_i if tag is not None else None
         return WindowStats(empty_i, empty_i, empty_f, empty_f, empty_f, bands, tags, tags)
-    if np.all(keys[1:] >= keys[:-1]):  # batches from a source are usually in time order already
+    if is_sorted(keys):
         k, v, t = keys, values.astype(np.float64, copy=False), tag
     else:
         order = np.argsort(keys, kind="stable")
         k, v = keys[order], values[order].astype(np.float64, copy=False)
         t = tag[order] if tag is not None else None
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    starts = run_starts(k)
     count = np.diff(np.r_[starts, len(k)])
     bands = None
     if edges is not None:
@@ -105,7 +115,7 @@ def merge_all(parts: list[WindowStats]) -> WindowStats:
     keys = np.concatenate([p.keys for p in parts])
     order = np.argsort(keys, kind="stable")  # stable: earlier parts first within a window
     k = keys[order]
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    starts = run_starts(k)
     ends = np.r_[starts[1:], len(k)] - 1
 
     def combined(name: str) -> np.ndarray:
