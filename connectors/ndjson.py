@@ -108,7 +108,6 @@ class RejectionFile:
         self.path = path
         self._partial = path.with_name(f".{path.name}{_PARTIAL}")
         self._fh: BinaryIO | None = None
-        self.written = 0
 
     def write(self, rejection: Rejection) -> None:
         """Append one rejection."""
@@ -116,7 +115,6 @@ class RejectionFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self._partial.open("wb", buffering=1 << 16)
         self._fh.write(orjson.dumps(rejection._asdict()) + b"\n")
-        self.written += 1
 
     def commit(self) -> Path | None:
         """Put the file in place (or remove the last run's when nothing was rejected); its path, if any."""
