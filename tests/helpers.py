@@ -22,7 +22,7 @@ HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 <!ELEMENT RightEye EMPTY>
 ]>
 <HealthData locale="en_US">
- <ExportDate value="2024-06-01 09:00:00 -0400"/>
+ <ExportDate value="2025-01-15 09:00:00 -0500"/>
  <Me HKCharacteristicTypeIdentifierDateOfBirth="1971-04-12" \
 HKCharacteristicTypeIdentifierBiologicalSex="HKBiologicalSexFemale"/>
 """
@@ -81,6 +81,9 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
+
+    def export_date(self, value: str) -> None:
+        self.events.append(("export_date", value))
 
     def me(self, attrs: dict[str, str]) -> None:
         self.events.append(("me", dict(attrs)))

@@ -3,13 +3,15 @@
 The HealthData XML inside a zip is found by sniffing for its doctype/root (file names are localised:
 ``export.xml``, ``Exportieren.xml``, ``exportar.xml``), never by trusting the name. Zip members are
 checked before anything is read: unsafe names (path traversal, absolute paths) and compression ratios no
-real export has are refused.
+real export has are refused. ``count_time_zones`` pre-scans the bytes for the IANA zones records name.
 """
 
 from __future__ import annotations
 
+import re
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,9 +20,17 @@ from typing import BinaryIO
 
 from wearfhir.errors import DataError, TruncatedInputError, UnsafeInputError, UnsupportedInputError
 
-__all__ = ["ExportLimits", "ExportLocation", "locate_export", "open_export_stream"]
+__all__ = ["ExportLimits", "ExportLocation", "count_time_zones", "locate_export", "open_export_stream"]
 
 SNIFF_BYTES = 64 * 1024
+ZONE_SCAN_CHUNK_BYTES = 1024 * 1024
+MAX_ZONE_NAME = 64
+# ``<MetadataEntry key="HKTimeZone" value="Asia/Jerusalem"/>``, and iOS 8's metadata-as-attribute form
+# ``HKTimeZone="Europe/Berlin"``. The literal prefix keeps the regex on its fast path; a name is at most
+# MAX_ZONE_NAME characters of the IANA alphabet and must be closed by its quote (so a name cut by a chunk
+# boundary never matches).
+_ZONE_IN_METADATA = re.compile(rb'HKTimeZone(?:" value)?="([A-Za-z0-9_+\-/]{1,%d})"' % MAX_ZONE_NAME)
+_ZONE_MATCH_MAX = len(b'HKTimeZone" value="') + MAX_ZONE_NAME + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +134,7 @@ def open_export_stream(location: ExportLocation) -> Iterator[BinaryIO]:
             yield fh
         return
     with zipfile.ZipFile(location.path) as archive, archive.open(location.member) as member:
-        yield _GuardedMember(member, location)  # type: ignore[misc]
+        yield _GuardedMember(member, location)  # type: ignore[arg-type,misc]
 
 
 class _GuardedMember:
@@ -146,3 +156,24 @@ class _GuardedMember:
         if self._read > self._location.size:
             raise UnsafeInputError(f"{self._location.describe()}: member is larger than it declares")
         return data
+
+
+def count_time_zones(location: ExportLocation, chunk_bytes: int = ZONE_SCAN_CHUNK_BYTES) -> Counter[str]:
+    """Count the IANA zone names the export's records name in ``HKTimeZone`` metadata (one pass over the bytes).
+
+    Used to choose the patient's default zone: the one the records name most often. Names are counted as
+    written (syntactically checked, not looked up: validate with ``zoneinfo`` before use). A record nested
+    in a Correlation or a WorkoutActivity counts like any other, since this scan sees bytes, not elements.
+    """
+    zones: Counter[bytes] = Counter()
+    tail = b""
+    with open_export_stream(location) as stream:
+        while chunk := stream.read(chunk_bytes):
+            buffer = tail + chunk if tail else chunk
+            counted_to = 0
+            for match in _ZONE_IN_METADATA.finditer(buffer):
+                zones[match[1]] += 1
+                counted_to = match.end()
+            # keep enough to complete a match cut by the chunk boundary, never a match already counted
+            tail = buffer[max(counted_to, len(buffer) - _ZONE_MATCH_MAX):]
+    return Counter({name.decode("ascii"): count for name, count in zones.items()})

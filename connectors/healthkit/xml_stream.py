@@ -5,14 +5,21 @@ Built on expat (the fastest streaming parser here, no tree is built) with four g
 * the DOCTYPE is cut out before parsing (iOS 16 exports ship a broken DTD, and a DTD is where external
   entities and entity-expansion bombs live); line numbers are kept by leaving its newlines in place;
 * stray control characters (U+000B and friends, illegal in XML 1.0) are removed and counted;
-* a syntax error does not end the run: the error is reported, the parser skips to the next top-level
-  element and carries on, so the rest of the file still lands;
-* an input that ends before ``</HealthData>`` is reported as truncated, with the line it stopped at.
+* a syntax error does not end the run: the error is reported with its line, the parser skips to the next
+  top-level element (or to ``</HealthData>``) and carries on with a fresh expat parser, so the rest of the
+  file still lands. Resync is a loop, never recursion, and keeps only a bounded tail of the input however
+  many malformed records follow each other (iOS 8.3 wrote whole runs of them);
+* an input that ends before ``</HealthData>`` is reported as truncated, with the line it stopped at; a
+  malformed last record followed by ``</HealthData>`` is a complete document, not a truncated one.
+
+Only direct children of a ``<Workout>`` are its statistics and metadata: iOS 16+ nests
+``<WorkoutActivity>`` elements with their own ``<WorkoutStatistics>``, which would count twice.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from typing import Any, Protocol
 from xml.parsers import expat
 
@@ -28,13 +35,25 @@ _EMPTY: Attrs = {}
 _CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 _MAX_HEADER = 4 * 1024 * 1024
 _DOCTYPE_END = re.compile(rb"\]\s*>")
+# Where parsing can start again after a syntax error: a top-level element at the start of a line, or the
+# end of the document.
 _RESUME = re.compile(
-    rb"\n[ \t]*<(?:Record|Correlation|Workout|ActivitySummary|ClinicalRecord|Audiogram|VisionPrescription)[\s/>]"
+    rb"\n[ \t]*<(?:Record|Correlation|Workout|ActivitySummary|ClinicalRecord|Audiogram|VisionPrescription|Me"
+    rb"|ExportDate)[\s/>]|</HealthData\s*>"
 )
+_SYNTHETIC_ROOT = b"<HealthData>"
+_SKIP_TAIL = 256  # bytes kept while skipping, so a resume point split across chunks is still found
+# expat copies every buffer it is given: after a resume, a small piece first, so that each error of a long
+# run costs O(record), not O(chunk); the rest of the chunk follows in one piece once a record parses.
+_RESYNC_WINDOW = 8 * 1024
+_HISTORY = 64 * 1024  # bytes of already-fed input kept (by reference) to locate an error in an earlier chunk
 
 
 class HealthDataHandler(Protocol):
     """Receives the top-level elements of a HealthData document, in file order."""
+
+    def export_date(self, value: str) -> None:
+        """The raw ``value`` text of the first ``<ExportDate>``: called once, or never when there is none."""
 
     def me(self, attrs: Attrs) -> None: ...
     def record(self, attrs: Attrs, metadata: Attrs, line: int) -> None: ...
@@ -57,6 +76,7 @@ class HealthDataStream:
         self._skipping: bytes | None = None  # tail kept while looking for a resume point
         self._line_base = 0
         self._root_closed = False
+        self._export_date_seen = False
         self._parser = self._new_parser()
 
     # ---- expat plumbing -------------------------------------------------------------------------------
@@ -72,8 +92,9 @@ class HealthDataStream:
         self._meta: Attrs | None = None
         self._children: list[Any] = []
         self._child_meta: Attrs | None = None
-        self._fed = 0
-        self._prev = b""
+        self._fed = 0  # bytes given to this parser before the current Parse call
+        self._history: deque[bytes | memoryview] = deque()  # the last pieces given to this parser
+        self._history_bytes = 0
         return parser
 
     def _line(self) -> int:
@@ -90,7 +111,12 @@ class HealthDataStream:
                     self._children = []
             elif name == "Me":
                 self._handler.me(attrs)
-            elif name != "ExportDate":
+            elif name == "ExportDate":
+                value = attrs.get("value")
+                if value is not None and not self._export_date_seen:
+                    self._export_date_seen = True
+                    self._handler.export_date(value)
+            else:
                 self._handler.other(name)
         elif depth == 3:
             top = self._top
@@ -134,18 +160,21 @@ class HealthDataStream:
             clean = self._strip_doctype(final=False)
             if not clean:
                 return
-        if self._skipping is not None:
-            self._resume(self._skipping + clean)
-            return
-        self._parse(clean)
+        self._consume(clean)
 
     def close(self) -> None:
         """Finish the document; raise TruncatedInputError if it ended before ``</HealthData>``."""
         if self._header is not None:
             rest = self._strip_doctype(final=True)
             if rest:
-                self._parse(rest)
-        if self._skipping is None:
+                self._consume(rest)
+        if self._skipping is not None:
+            # no resume point after the last error: the input ended while skipping
+            lines = self._skipping.count(b"\n")
+            self._line_base += lines
+            self.lines_skipped += lines
+            self._skipping = None
+        else:
             try:
                 self._parser.Parse(b"", True)
             except expat.ExpatError:
@@ -183,40 +212,69 @@ class HealthDataStream:
         self._header = None
         return head[:start] + b"\n" * head.count(b"\n", start, end) + head[end:]
 
-    def _parse(self, data: bytes) -> None:
-        try:
-            self._parser.Parse(data, False)
-        except expat.ExpatError as exc:
-            self._recover(exc, data)
-            return
-        self._fed += len(data)
-        self._prev = data
+    # ---- parsing with resync (iterative: a run of a million bad records is a million loop turns) -------
+    def _consume(self, data: bytes) -> None:
+        start = 0
+        window = len(data)
+        if self._skipping is not None:
+            data = self._skipping + data
+            self._skipping = None
+            start = self._resume_at(data, 0)
+            window = _RESYNC_WINDOW
+        while 0 <= start < len(data):
+            end = min(len(data), start + window)
+            piece: bytes | memoryview = data if end - start == len(data) else memoryview(data)[start:end]
+            try:
+                self._parser.Parse(piece, False)
+            except expat.ExpatError as exc:
+                data, start = self._restart_after(exc, data, start)
+                start = self._resume_at(data, start)
+                window = _RESYNC_WINDOW
+                continue
+            self._remember(piece)
+            start = end
+            window = len(data)
 
-    def _recover(self, exc: expat.ExpatError, data: bytes) -> None:
+    def _remember(self, piece: bytes | memoryview) -> None:
+        self._fed += len(piece)
+        self._history.append(piece)
+        self._history_bytes += len(piece)
+        while self._history_bytes - len(self._history[0]) >= _HISTORY:
+            self._history_bytes -= len(self._history.popleft())
+
+    def _restart_after(self, exc: expat.ExpatError, data: bytes, start: int) -> tuple[bytes, int]:
+        """Report the error, start a fresh parser; return the input from the error position on."""
         self.syntax_errors += 1
-        line = self._line_base + (exc.lineno or 0)
+        line = self._line_base + (exc.lineno or 1)
         self._handler.malformed(
             f"malformed XML at line {line}, column {exc.offset}: {expat.ErrorString(exc.code)}", line
         )
-        buffer = self._prev + data
-        position = self._parser.ErrorByteIndex - (self._fed - len(self._prev))
-        position = min(max(position, 0), len(buffer))
+        into_piece = self._parser.ErrorByteIndex - self._fed
+        if into_piece >= 0:
+            restart: tuple[bytes, int] = (data, min(start + into_piece, len(data)))
+        else:  # the error lies in input given to the parser by an earlier feed
+            earlier = b"".join(self._history)
+            back = min(-into_piece, len(earlier))
+            restart = (earlier[len(earlier) - back:] + data[start:], 0)
         # lines from the error to the resume point are counted into the new base
         self._line_base = line - 1
         self._parser = self._new_parser()
-        self._resume(buffer[position:])
+        return restart
 
-    def _resume(self, data: bytes) -> None:
-        match = _RESUME.search(data)
+    def _resume_at(self, data: bytes, start: int) -> int:
+        """Position in ``data`` of the next top-level element (the fresh parser is primed), or -1 if none yet."""
+        match = _RESUME.search(data, start)
         if match is None:
-            keep = data[-256:]
-            self._line_base += data.count(b"\n", 0, len(data) - len(keep))
-            self.lines_skipped += data.count(b"\n", 0, len(data) - len(keep))
-            self._skipping = keep
-            return
-        skipped = data.count(b"\n", 0, match.start())
+            keep = max(start, len(data) - _SKIP_TAIL)
+            skipped = data.count(b"\n", start, keep)
+            self._line_base += skipped
+            self.lines_skipped += skipped
+            self._skipping = data[keep:]
+            return -1
+        skipped = data.count(b"\n", start, match.start())
         self._line_base += skipped
         self.lines_skipped += skipped
-        self._skipping = None
-        # the newline at match.start() ends the synthetic root's line, so line numbers stay true
-        self._parse(b"<HealthData>" + data[match.start():])
+        # a newline at match.start() ends the synthetic root's line, so line numbers stay true
+        self._parser.Parse(_SYNTHETIC_ROOT, False)
+        self._fed = len(_SYNTHETIC_ROOT)
+        return match.start()
