@@ -6,6 +6,13 @@ one array: numpy's per-call cost is paid once per ~16k samples, not once per bat
 window. Cumulative metrics (steps, energy), sleep and CGM keep their sample columns (compacted), because
 source de-duplication, sleep stage unions and CGM periods need the samples themselves.
 
+A cumulative sample that crosses window boundaries is split across the hours and days it overlaps, its
+value prorated by time (``aggregates.prorate``); source de-duplication then runs on those pieces, so each
+piece keeps the share of *its own* time that no higher-priority source covers (the same totals as
+de-duplicating whole samples, put in the hours where the uncovered time lies). The window count of a
+cumulative summary counts a sample once in every window it contributes to. Day windows follow
+``AccumulatorSpec.zone`` (local midnight by its rules) when it is known.
+
 ``flush`` returns each window that received samples since the previous flush, with status ``final`` the
 first time and ``amended`` when late data changed a window that was already emitted (same window, same
 id downstream: never a second resource).
@@ -22,9 +29,11 @@ import numpy as np
 from aggregates.cgm import CgmStats, cgm_stats, period_keys
 from aggregates.columns import SampleColumns
 from aggregates.overlap import deduplicate_sources
-from aggregates.sleep import SleepNights, night_keys, sleep_nights
+from aggregates.prorate import Grid, Pieces, prorated, split_intervals, touched_keys
+from aggregates.sleep import SleepNights, night_grid, night_keys, sleep_nights
 from aggregates.stats import WindowStats, fold, is_sorted, merge_all, run_starts
-from aggregates.windows import DAY, day_keys, hour_keys, hour_window_bounds
+from aggregates.windows import day_grid, day_keys, day_window_bounds, hour_grid, hour_keys, hour_window_bounds
+from mappers.zones import zone_offsets
 
 __all__ = ["AccumulatorSpec", "Flushed", "SummaryAccumulator", "WINDOWS"]
 
@@ -42,6 +51,7 @@ class AccumulatorSpec:
     edges: tuple[float, ...] = ()  # band edges for time in range
     stages: tuple[str, ...] = ()  # categorical codes, for sleep nights
     cgm_days: int = 14
+    zone: str | None = None  # the patient's IANA zone: its rules define local days; None = the samples' offsets
 
 
 @dataclass
@@ -56,6 +66,7 @@ class Flushed:
     night_status: np.ndarray | None = None
     cgm: CgmStats | None = None
     cgm_status: np.ndarray | None = None
+    zone: str | None = None  # the zone whose rules define the day windows (``AccumulatorSpec.zone``)
 
     def counts(self) -> dict[str, int]:
         """How many windows of each kind this flush holds (kinds with none are left out)."""
@@ -79,7 +90,7 @@ class Flushed:
                 continue
             for first in range(0, len(stats), max_windows):
                 rows = np.arange(first, min(first + max_windows, len(stats)))
-                part = Flushed()
+                part = Flushed(zone=self.zone)
                 setattr(part, window, _take(stats, rows))
                 setattr(part, f"{window}_status", status[rows])
                 parts.append(part)
@@ -147,8 +158,9 @@ class SummaryAccumulator:
         valued = cols.valued()
         if "hour" in windows or "day" in windows:
             self._add_windows(valued)
-        if "night" in windows:
-            self._mark("night", night_keys(cols.start, cols.offset))
+        if "night" in windows:  # a segment across local noon touches two nights
+            self._mark("night", touched_keys(cols.start, cols.end, night_keys(cols.start, cols.offset),
+                                             night_grid(cols.offset, self.spec.zone)))
         if "cgm" in windows:
             self._mark("cgm", period_keys(valued.start, valued.offset, self.spec.cgm_days))
         if self.keeps_samples:
@@ -158,15 +170,33 @@ class SummaryAccumulator:
         for window in ("hour", "day"):
             if window not in self.spec.windows:
                 continue
+            if self.spec.cumulative:  # folded at flush, after de-duplication; a long sample touches many windows
+                self._mark(window, touched_keys(cols.start, cols.end, self._keys(window, cols.start, cols.offset),
+                                                self._grid(window, cols.offset)))
+                continue
             keys = self._keys(window, cols.start, cols.offset)
             self._mark(window, keys)
-            if not self.spec.cumulative:  # cumulative windows are folded at flush, after de-duplication
-                edges = np.asarray(self.spec.edges) if self.spec.edges else None
-                self._pending.setdefault(window, []).append(fold(keys, cols.value, edges, tag=cols.offset))
+            edges = np.asarray(self.spec.edges) if self.spec.edges else None
+            self._pending.setdefault(window, []).append(fold(keys, cols.value, edges, tag=cols.offset))
 
     @staticmethod
     def _keys(window: str, start: np.ndarray, offset: np.ndarray) -> np.ndarray:
         return hour_keys(start, offset) if window == "hour" else day_keys(start, offset)
+
+    def _grid(self, window: str, offset: np.ndarray) -> Grid:
+        return hour_grid(offset) if window == "hour" else day_grid(offset, self.spec.zone)
+
+    def _pieces(self, window: str, cols: SampleColumns) -> Pieces:
+        """The samples cut at the boundaries of the hour or day windows they cross."""
+        return split_intervals(cols.start, cols.end, self._keys(window, cols.start, cols.offset),
+                               self._grid(window, cols.offset))
+
+    def _piece_offsets(self, pieces: Pieces, offset: np.ndarray) -> np.ndarray:
+        """The UTC offset at each piece's start: its sample's, or the zone's where a piece starts later."""
+        at = pieces.of(offset)
+        if self.spec.zone is not None and len(pieces.moved):  # pieces moved only when rows exist: ``at`` is a copy
+            at[pieces.moved] = zone_offsets(self.spec.zone, pieces.start[pieces.moved])
+        return at
 
     def _mark(self, window: str, keys: np.ndarray) -> None:
         """Remember the windows ``keys`` touched (one key per run of equal keys: time-ordered data has few)."""
@@ -187,7 +217,7 @@ class SummaryAccumulator:
     def flush(self) -> Flushed:
         """Statistics of every window changed since the last flush (then forget which ones changed)."""
         self._absorb()
-        out = Flushed()
+        out = Flushed(zone=self.spec.zone)
         samples = self._kept_samples() if self.keeps_samples else None
         spec = self.spec
         if spec.cumulative and samples is not None and ("hour" in self._dirty or "day" in self._dirty):
@@ -202,11 +232,12 @@ class SummaryAccumulator:
                 self._changed(out, window, stats)
         if samples is not None and "night" in spec.windows and "night" in self._dirty:
             nights = sleep_nights(samples.start, samples.end, samples.offset, samples.code, samples.priority,
-                                  spec.stages)
+                                  samples.source, spec.stages, spec.zone)
             self._changed(out, "night", nights)
         if samples is not None and "cgm" in spec.windows and "cgm" in self._dirty:
             valued = samples.valued()
-            periods = cgm_stats(valued.start, valued.offset, valued.value, np.asarray(spec.edges), spec.cgm_days)
+            periods = cgm_stats(valued.start, valued.offset, valued.value, np.asarray(spec.edges), spec.cgm_days,
+                                spec.zone)
             self._changed(out, "cgm", periods)
         return out
 
@@ -229,28 +260,50 @@ class SummaryAccumulator:
         setattr(out, f"{window}_status", self._status(window, chosen.keys))
 
     def _fold_cumulative(self, samples: SampleColumns) -> None:
-        """Re-fold all cumulative windows: de-duplication depends on every overlapping source's samples."""
+        """Re-fold all cumulative windows: de-duplication depends on every overlapping source's samples.
+
+        Cut the samples at the boundaries of the finest window wanted (hours, else days) and prorate their
+        values by time, de-duplicate the pieces (each keeps the share of its own time that no higher priority
+        covers), then fold them per hour, and per day by the local day each hour piece lies in (local
+        midnight is an hour boundary: one split and one de-duplication serve both). A window's count is the
+        number of samples contributing to it: a piece counts when it still contributes (or its sample's value
+        is 0), and a sample counts once in a day however many of its hours the day holds.
+        """
         valued = samples.valued()
         if not is_sorted(valued.start):
             valued = valued.take(np.argsort(valued.start, kind="stable"))
-        values = deduplicate_sources(valued.start, valued.end, valued.value, valued.priority)
-        counted = (values > 0) | (valued.value == 0)  # samples that still count for something
-        start, offset, values = valued.start[counted], valued.offset[counted], values[counted]
-        for window in ("hour", "day"):
-            if window in self.spec.windows:
-                self._folds[window] = fold(self._keys(window, start, offset), values, tag=offset)
+        windows = self.spec.windows
+        finest = "hour" if "hour" in windows else "day"
+        pieces = self._pieces(finest, valued)
+        shares = prorated(pieces, valued.start, valued.end, valued.value)
+        values = deduplicate_sources(pieces.start, pieces.end, shares, pieces.of(valued.priority))
+        counted = (values > 0) | (pieces.of(valued.value) == 0)  # pieces that still count for something
+        offsets = self._piece_offsets(pieces, valued.offset)
+        keys, starts, rows = pieces.keys, pieces.start, pieces.rows
+        if not counted.all():
+            keys, starts, values, offsets = keys[counted], starts[counted], values[counted], offsets[counted]
+            rows = rows[counted] if rows is not None else np.flatnonzero(counted)
+        self._folds[finest] = fold(keys, values, tag=offsets)
+        if finest == "hour" and "day" in windows:
+            days = day_keys(starts, offsets)  # the zone's offset at each piece's start: its local day
+            stats = fold(days, values, tag=offsets)
+            if rows is not None and len(rows):  # count each sample once per day, not once per hour piece
+                first_in_day = np.r_[True, (rows[1:] != rows[:-1]) | (days[1:] != days[:-1])]
+                counts = np.bincount(np.searchsorted(stats.keys, days[first_in_day]), minlength=len(stats))
+                stats = replace(stats, count=counts.astype(np.int64))
+            self._folds["day"] = stats
 
 
-def window_bounds(window: str, stats: WindowStats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def window_bounds(window: str, stats: WindowStats, zone: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(start, start offset, end, end offset) in epoch seconds of hour or day windows.
 
-    An hour is a real hour in one offset. A day runs from local midnight in the offset of its first
-    sample to the next local midnight in the offset of its last sample: 23 or 25 hours on DST days.
+    An hour is a real hour in one offset. A day runs from local midnight to the next local midnight:
+    by ``zone``'s rules when it is known, else in the offsets of its first and last samples; 23 or 25
+    hours on DST days either way.
     """
     assert stats.tag is not None and stats.tag_last is not None
     if window == "hour":
         start, end = hour_window_bounds(stats.keys, stats.tag)
         return start, stats.tag, end, stats.tag
-    start = stats.keys * DAY - stats.tag
-    end = (stats.keys + 1) * DAY - stats.tag_last
-    return start, stats.tag, end, stats.tag_last
+    return day_window_bounds(stats.keys, stats.tag, stats.keys, stats.tag_last, zone)

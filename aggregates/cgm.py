@@ -11,7 +11,9 @@ Bergenstal et al., Diabetes Care 2018):
 
 The reporting period is the fixed ``days``-long block that holds the readings (blocks start on a Monday,
 counted from Monday 1970-01-05, so a re-import or late data updates the same report), clipped to the local
-days that have readings (an export that starts or ends mid-block reports the days it covers).
+days that have readings (an export that starts or ends mid-block reports the days it covers). Its start and
+end are local midnights: by the patient's zone's rules when the zone is known, else in the offsets of the
+period's first and last readings.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aggregates.stats import fold, is_sorted
-from aggregates.windows import DAY, day_keys
+from aggregates.windows import day_keys, day_window_bounds
 
 __all__ = ["CgmStats", "GMI_INTERCEPT", "GMI_SLOPE", "cgm_stats", "period_first_day", "period_keys",
            "reading_interval"]
@@ -77,8 +79,9 @@ def reading_interval(epoch: np.ndarray) -> float:
 
 
 def cgm_stats(epoch: np.ndarray, offset: np.ndarray, value: np.ndarray, edges: np.ndarray,
-              days: int = 14) -> CgmStats:
-    """CGM summary statistics of every reporting period that has readings (vectorised over periods)."""
+              days: int = 14, zone: str | None = None) -> CgmStats:
+    """CGM summary statistics of every reporting period that has readings (vectorised over periods);
+    ``zone`` is the patient's IANA zone (None: local days follow the readings' offsets)."""
     if len(epoch) == 0:
         f, i = np.zeros(0), np.zeros(0, dtype=np.int64)
         return CgmStats(i, f, i, f, i, i, f, f, f, np.zeros((0, len(edges) + 1)), i, f, days)
@@ -102,9 +105,9 @@ def cgm_stats(epoch: np.ndarray, offset: np.ndarray, value: np.ndarray, edges: n
                             minlength=len(stats.keys))
     first = np.searchsorted(period, stats.keys, side="left")
     last = np.searchsorted(period, stats.keys, side="right") - 1
-    start_offset, end_offset = offset[first], offset[last]
-    start = day[first] * DAY - start_offset
-    end = (day[last] + 1) * DAY - end_offset
+    # from the first covered local midnight to the midnight after the last covered day
+    start, start_offset, end, end_offset = day_window_bounds(day[first], offset[first], day[last], offset[last],
+                                                             zone)
     interval = reading_interval(epoch)
     active = np.minimum(100.0, 100.0 * n * interval / (end - start))
     return CgmStats(

@@ -1,7 +1,8 @@
-"""Sample batches as numpy columns (times, offsets, values, source priority, stage codes): the kernels' input."""
+"""Sample batches as numpy columns (times, offsets, values, sources, stage codes): the kernels' input."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -10,7 +11,7 @@ import numpy as np
 
 from mappers.sample import Sample, SourceInfo
 
-__all__ = ["SampleColumns", "source_priority"]
+__all__ = ["SampleColumns", "source_id", "source_priority"]
 
 _START_EPOCH, _END_EPOCH, _UTC_OFFSET, _VALUE, _SOURCE, _CODE = (
     itemgetter(Sample._fields.index(name))
@@ -33,9 +34,15 @@ def source_priority(source: SourceInfo, order: Sequence[str]) -> int:
     return 0
 
 
+def source_id(source: SourceInfo) -> int:
+    """A stable uint32 id of a source: the CRC-32 of its name (the same in every process and run, unlike
+    ``hash``, so recovery snapshots stay valid; sleep uses it to tell sources apart and break ties)."""
+    return zlib.crc32(source.name.encode("utf-8"))
+
+
 @dataclass(frozen=True, slots=True)
 class SampleColumns:
-    """Aligned per-sample arrays of one (patient, metric), in arrival order: 32 bytes a sample.
+    """Aligned per-sample arrays of one (patient, metric), in arrival order: 36 bytes a sample.
 
     Cumulative metrics, sleep and CGM keep these columns for the whole run, so the small ones are narrow.
     """
@@ -46,6 +53,7 @@ class SampleColumns:
     value: np.ndarray  # float64; NaN for categorical samples
     priority: np.ndarray  # int16 source priority (higher wins where intervals overlap)
     code: np.ndarray  # int16 index of the categorical code in the metric's code list; -1 if none
+    source: np.ndarray  # uint32 source id (``source_id``)
 
     def __len__(self) -> int:
         return len(self.start)
@@ -54,7 +62,7 @@ class SampleColumns:
     def empty(cls) -> SampleColumns:
         """No samples."""
         f, small = np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int16)
-        return cls(f, f, np.zeros(0, dtype=np.int32), f, small, small)
+        return cls(f, f, np.zeros(0, dtype=np.int32), f, small, small, np.zeros(0, dtype=np.uint32))
 
     @classmethod
     def concat(cls, parts: Sequence[SampleColumns]) -> SampleColumns:
@@ -75,7 +83,7 @@ class SampleColumns:
 
         start = join("start")
         end = start if all(p.end is p.start for p in parts) else join("end")
-        return cls(start, end, join("offset"), join("value"), join("priority"), join("code"))
+        return cls(start, end, join("offset"), join("value"), join("priority"), join("code"), join("source"))
 
     def take(self, index: np.ndarray) -> SampleColumns:
         """The rows at ``index`` (an integer or boolean array)."""
@@ -86,7 +94,7 @@ class SampleColumns:
         (read-only) view of it, and ``end`` shares ``start``'s array when every sample is an instant.
 
         For columns kept for a whole run: a chunk of one source in one offset keeps 16-24 bytes a sample
-        instead of 32. Joining chunks (``concat``) gives ordinary arrays again.
+        instead of 36. Joining chunks (``concat``) gives ordinary arrays again.
         """
         def constant(column: np.ndarray) -> np.ndarray:
             if len(column) > 1 and column.strides[0] and not np.any(column != column[0]):
@@ -95,7 +103,7 @@ class SampleColumns:
 
         end = self.start if np.array_equal(self.end, self.start) else self.end
         return SampleColumns(self.start, end, constant(self.offset), self.value, constant(self.priority),
-                             constant(self.code))
+                             constant(self.code), constant(self.source))
 
     def valued(self) -> SampleColumns:
         """The rows that have a value (categorical samples such as sleep stages have none)."""
@@ -106,7 +114,7 @@ class SampleColumns:
     def from_samples(cls, samples: Sequence[Sample], codes: Sequence[str] = (),
                      priority_order: Sequence[str] = ()) -> SampleColumns:
         """Columns of a batch: the samples' own numeric clock (``start_epoch``, ``end_epoch``, ``utc_offset``),
-        values (None → NaN), source priorities looked up once per distinct source, and code indexes."""
+        values (None → NaN), source priorities and ids computed once per distinct source, and code indexes."""
         n = len(samples)
         start = np.fromiter(map(_START_EPOCH, samples), dtype=np.float64, count=n)
         end = np.fromiter(map(_END_EPOCH, samples), dtype=np.float64, count=n)
@@ -118,13 +126,16 @@ class SampleColumns:
         ids = list(map(id, sources))
         distinct = dict(zip(ids, sources, strict=True))
         ranks = {key: source_priority(source, priority_order) for key, source in distinct.items()}
+        names = {key: source_id(source) for key, source in distinct.items()}
         if len(ranks) == 1:
             priority = np.full(n, next(iter(ranks.values())), dtype=np.int16)
+            source = np.full(n, next(iter(names.values())), dtype=np.uint32)
         else:
             priority = np.fromiter(map(ranks.__getitem__, ids), dtype=np.int16, count=n)
+            source = np.fromiter(map(names.__getitem__, ids), dtype=np.uint32, count=n)
         if codes:
             index = {c: i for i, c in enumerate(codes)}
             code = np.fromiter((index.get(c, -1) for c in map(_CODE, samples)), dtype=np.int16, count=n)
         else:
             code = np.full(n, -1, dtype=np.int16)
-        return cls(start, end, offset, value, priority, code)
+        return cls(start, end, offset, value, priority, code, source)

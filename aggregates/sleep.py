@@ -1,10 +1,22 @@
 """Sleep per night: minutes in each stage from categorical sleep segments, without double counting.
 
 A night runs from local noon to local noon and is named after the evening it starts (a segment starting
-23:10 on 3 November or 02:00 on 4 November both belong to the night of 3 November). Several sources
-often record the same night (the Watch records stages, the iPhone "in bed"): for each night and each
-stage group (in bed; asleep and awake stages), only the highest-priority source that recorded that group
-counts, and overlapping segments of that source are merged before their minutes are added up.
+23:10 on 3 November or 02:00 on 4 November both belong to the night of 3 November); a segment that
+crosses local noon is split between the two nights by overlap. Noon is the patient's zone's local noon
+when the zone is known, else noon in the segment's own offset.
+
+Several sources often record the same night (the Watch records stages, the iPhone "in bed", a third-party
+app its own guess). For each night and each stage group (in bed; the asleep and awake stages) exactly one
+source counts, chosen by this rule:
+
+1. the highest source priority (the metric's ``source_priority`` order);
+2. among equal priorities, the source with the most minutes of the group that night (asleep minutes for
+   the asleep/awake group, in-bed minutes for the in-bed group);
+3. then the lowest source id (a stable hash of the source name), so the choice never depends on order.
+
+Sources are never unioned: two apps of equal priority that both watched the same night would otherwise
+add up to a night nobody slept. Overlapping segments of the chosen source are merged before their minutes
+are added up.
 """
 
 from __future__ import annotations
@@ -15,12 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from aggregates.overlap import interval_union
-from aggregates.windows import DAY
+from aggregates.prorate import Grid, Pieces, split_intervals
+from aggregates.stats import run_starts
+from aggregates.windows import DAY, day_grid
+from mappers.zones import zone_offsets
 
-__all__ = ["NOON", "SleepNights", "night_keys", "sleep_nights"]
+__all__ = ["NOON", "SleepNights", "night_grid", "night_keys", "night_pieces", "sleep_nights"]
 
 NOON = 12 * 3600
 ASLEEP = "asleep"  # the pseudo-stage of all asleep stages together (the night's total sleep)
+_SOURCE_BITS = 32  # source ids are uint32: (slot, source) pairs pack into one int64
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,16 @@ def night_keys(start: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return np.floor((start + offset - NOON) / DAY).astype(np.int64)
 
 
+def night_grid(offset: np.ndarray, zone: str | None) -> Grid:
+    """Nights of segments with these start offsets: local noon to local noon (by ``zone``'s rules if known)."""
+    return day_grid(offset, zone, NOON)
+
+
+def night_pieces(start: np.ndarray, end: np.ndarray, offset: np.ndarray, zone: str | None) -> Pieces:
+    """Segments cut at local noon: one piece per night each overlaps."""
+    return split_intervals(start, end, night_keys(start, offset), night_grid(offset, zone))
+
+
 def _union_minutes(group: np.ndarray, start: np.ndarray, end: np.ndarray, groups: int) -> np.ndarray:
     """Minutes covered by the union of intervals within each group (groups never merge with each other)."""
     if len(group) == 0:
@@ -58,9 +84,37 @@ def _union_minutes(group: np.ndarray, start: np.ndarray, end: np.ndarray, groups
     return np.bincount(owner, weights=u_end - u_start, minlength=groups) / 60.0
 
 
+def _one_source_per_slot(slot: np.ndarray, priority: np.ndarray, source: np.ndarray, measured: np.ndarray,
+                         start: np.ndarray, end: np.ndarray, slots: int) -> np.ndarray:
+    """Which segments belong to the one source chosen for their slot (night × stage group), by the module's
+    rule: highest priority, then most measured minutes (the union of the ``measured`` segments), then the
+    lowest source id."""
+    best = np.full(slots, np.iinfo(np.int64).min)
+    np.maximum.at(best, slot, priority)
+    candidate = np.flatnonzero(priority == best[slot])
+    pair = (slot[candidate].astype(np.int64) << _SOURCE_BITS) | source[candidate].astype(np.int64)
+    pairs, pair_index = np.unique(pair, return_inverse=True)
+    if len(pairs) == len(np.unique(pairs >> _SOURCE_BITS)):  # one source per slot: nothing to choose
+        chosen = np.zeros(len(slot), dtype=bool)
+        chosen[candidate] = True
+        return chosen
+    measure = measured[candidate]
+    minutes = _union_minutes(pair_index[measure], start[candidate][measure], end[candidate][measure], len(pairs))
+    pair_slot, pair_source = pairs >> _SOURCE_BITS, pairs & ((1 << _SOURCE_BITS) - 1)
+    order = np.lexsort((pair_source, -minutes, pair_slot))  # by slot; most minutes first; then lowest id
+    winners = order[run_starts(pair_slot[order])]
+    winner = np.full(slots, -1, dtype=np.int64)
+    winner[pair_slot[winners]] = pair_source[winners]
+    chosen = np.zeros(len(slot), dtype=bool)
+    chosen[candidate] = source[candidate].astype(np.int64) == winner[slot[candidate]]
+    return chosen
+
+
 def sleep_nights(start: np.ndarray, end: np.ndarray, offset: np.ndarray, code: np.ndarray,
-                 priority: np.ndarray, stages: Sequence[str]) -> SleepNights:
-    """Minutes per stage per night. ``code`` indexes ``stages`` (the metric's codes; -1 = unknown, ignored).
+                 priority: np.ndarray, source: np.ndarray, stages: Sequence[str],
+                 zone: str | None = None) -> SleepNights:
+    """Minutes per stage per night. ``code`` indexes ``stages`` (the metric's codes; -1 = unknown, ignored);
+    ``source`` is each segment's source id; ``zone`` the patient's IANA zone (None: the segments' offsets).
 
     Stage names starting with ``asleep`` also count towards the ``asleep`` total; ``in_bed`` forms its own
     source group; ``out_of_bed`` and unknown codes are not counted.
@@ -71,22 +125,27 @@ def sleep_nights(start: np.ndarray, end: np.ndarray, offset: np.ndarray, code: n
     in_bed = np.array([s == "in_bed" for s in stages] + [False], dtype=bool)
     keep = (code >= 0) & (end > start)
     keep[keep] &= counted[code[keep]]
-    start, end, offset, code, priority = start[keep], end[keep], offset[keep], code[keep], priority[keep]
-    night = night_keys(start, offset)
-    keys, night_index = np.unique(night, return_inverse=True)
+    start, end, offset, code, priority, source = (start[keep], end[keep], offset[keep], code[keep], priority[keep],
+                                                  source[keep])
+    pieces = night_pieces(start, end, offset, zone)
+    if pieces.rows is not None:
+        piece_offset = pieces.of(offset)
+        if zone is not None and len(pieces.moved):
+            piece_offset[pieces.moved] = zone_offsets(zone, pieces.start[pieces.moved])
+        offset, code, priority, source = piece_offset, pieces.of(code), pieces.of(priority), pieces.of(source)
+        start, end = pieces.start, pieces.end
+    keys, night_index = np.unique(pieces.keys, return_inverse=True)
     n_nights = len(keys)
     n_stages = len(names)
-    # source choice per (night, stage group): group 0 = in bed, group 1 = asleep/awake stages
-    source_group = np.where(in_bed[code], 0, 1)
-    slot = night_index * 2 + source_group
-    best = np.full(n_nights * 2, np.iinfo(np.int64).min)
-    np.maximum.at(best, slot, priority)
-    chosen = priority == best[slot]
-    start, end, offset, code, night_index = (start[chosen], end[chosen], offset[chosen], code[chosen],
-                                             night_index[chosen])
+    is_asleep = np.isin(code, asleep_codes)
+    # one source per (night, stage group): group 0 = in bed, group 1 = asleep/awake stages
+    bed = in_bed[code]
+    slot = night_index * 2 + np.where(bed, 0, 1)
+    chosen = _one_source_per_slot(slot, priority, source, is_asleep | bed, start, end, n_nights * 2)
+    start, end, offset, code, night_index, is_asleep = (start[chosen], end[chosen], offset[chosen], code[chosen],
+                                                        night_index[chosen], is_asleep[chosen])
     stage_group = night_index * n_stages + code
     minutes = _union_minutes(stage_group, start, end, n_nights * n_stages).reshape(n_nights, n_stages)
-    is_asleep = np.isin(code, asleep_codes)
     asleep = _union_minutes(night_index[is_asleep], start[is_asleep], end[is_asleep], n_nights)
     minutes[:, -1] = asleep
     recorded = np.zeros((n_nights, n_stages), dtype=bool)
@@ -99,8 +158,10 @@ def sleep_nights(start: np.ndarray, end: np.ndarray, offset: np.ndarray, code: n
     np.maximum.at(last, night_index, end)
     first_at = _argmatch(night_index, start, first)
     last_at = _argmatch(night_index, end, last)
+    # the offset shown at the night's end: the zone's at that instant when known (DST may change overnight)
+    end_offset = zone_offsets(zone, last) if zone is not None and n_nights else offset[last_at]
     return SleepNights(keys=keys, start=first, start_offset=offset[first_at], end=last,
-                       end_offset=offset[last_at], stages=names, minutes=minutes, recorded=recorded)
+                       end_offset=end_offset, stages=names, minutes=minutes, recorded=recorded)
 
 
 def _argmatch(group: np.ndarray, values: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -1,11 +1,15 @@
 """Window statistics → summary Observations (DESIGN §3), incl. the HL7 CGM IG summary panel. Pure.
 
 * hour / day windows: ``valueQuantity`` is the mean (sampled metrics) or the total (cumulative metrics,
-  after source de-duplication); ``component``s carry minimum, maximum and count for sampled metrics and
-  the count for cumulative ones (a per-sample minimum of step counts means nothing to a clinician), each
-  coded with the metric's code plus ``observation-statistics``; metrics with bands add time in range.
-  Daily totals use the 24-hour LOINC code where there is one (steps 41950-7 ``/d``).
-* sleep: one Observation per night, total sleep (93832-4) as the value, minutes per stage as components.
+  after source de-duplication, long samples prorated over the windows they cross); ``component``s carry
+  minimum, maximum and count for sampled metrics and the count for cumulative ones (a per-sample minimum
+  of step counts means nothing to a clinician), each coded with the metric's code plus
+  ``observation-statistics``; metrics with bands add time in range. Minimum and maximum are sample values
+  as measured (never rounded); means and totals are rounded to the metric's ``decimals`` for display.
+  Daily totals use the 24-hour LOINC code where there is one (steps 41950-7 ``/d``). A cumulative
+  window's count is the number of samples contributing to it (a sample across two hours counts in both).
+* sleep: one Observation per night, total sleep (93832-4) as the value, minutes per stage as components;
+  a night with in-bed time but no sleep is "Time in bed" (the in-bed stage code) with the in-bed minutes.
 * CGM: the ``cgm-summary`` panel (107931-8) and its six members, per the HL7 CGM IG 1.0.0.
 
 Every summary has identifier system ``…/summary`` and a value naming patient, metric, window and
@@ -75,6 +79,11 @@ def _rounded(values: np.ndarray, decimals: int) -> list[Any]:
     return [round(v, decimals) for v in values.tolist()]
 
 
+def _as_measured(values: np.ndarray) -> list[float | int]:
+    """Sample values exactly as measured (a whole number written without a trailing ``.0``)."""
+    return [int(v) if v.is_integer() else v for v in values.tolist()]
+
+
 def _offset_text(offset: int) -> str:
     """``-05:00`` for -18000 seconds (as ``datetime.isoformat`` writes it)."""
     sign = "-" if offset < 0 else "+"
@@ -142,7 +151,7 @@ class SummaryBuilder:
             stats: WindowStats | None = getattr(flushed, window)
             status = getattr(flushed, f"{window}_status")
             if stats is not None and len(stats):
-                out.extend(self._windows(patient, metric, window, stats, status))
+                out.extend(self._windows(patient, metric, window, stats, status, flushed.zone))
         if flushed.night is not None and flushed.night_status is not None:
             out.extend(self._nights(patient, metric, flushed.night, flushed.night_status))
         if flushed.cgm is not None and flushed.cgm_status is not None:
@@ -151,8 +160,9 @@ class SummaryBuilder:
 
     # -- hour and day -------------------------------------------------------------------------------------
     def _windows(self, patient: str, metric: Metric, window: str, stats: WindowStats,
-                 status: np.ndarray) -> list[Resource]:
-        """Hour or day summaries; the per-window texts and numbers are prepared as whole arrays first."""
+                 status: np.ndarray, zone: str | None) -> list[Resource]:
+        """Hour or day summaries; the per-window texts and numbers are prepared as whole arrays first.
+        ``zone`` (the patient's IANA zone, or None) places the day windows' local midnights."""
         cumulative = metric.aggregation == "cumulative"
         codings, unit, unit_display = metric.summary_codings(window)
         what = "total" if cumulative else "mean"
@@ -161,7 +171,7 @@ class SummaryBuilder:
             code = {"coding": [c.as_fhir() for c in codings], **code}
         category = category_for(metric.category)
         subject = {"reference": patient}
-        bounds = window_bounds(window, stats)
+        bounds = window_bounds(window, stats, zone)
         periods = _periods(*bounds)
         if window == "hour":
             start = bounds[0]
@@ -170,7 +180,7 @@ class SummaryBuilder:
             labels = _dates(stats.keys)
         decimals = metric.decimals
         values = _rounded(stats.total if cumulative else stats.mean, decimals)
-        minimum, maximum = _rounded(stats.minimum, decimals), _rounded(stats.maximum, decimals)
+        minimum, maximum = _as_measured(stats.minimum), _as_measured(stats.maximum)  # sample values: unrounded
         counts = stats.count.tolist()
         statuses = status.tolist()
         shares = (np.round(100.0 * stats.bands / stats.count[:, None], 2).tolist()
@@ -205,20 +215,32 @@ class SummaryBuilder:
         category = category_for(metric.category)
         subject = {"reference": patient}
         periods = _periods(nights.start, nights.start_offset, nights.end, nights.end_offset)
+        in_bed = nights.stages.index("in_bed") if "in_bed" in nights.stages[:-1] else -1
         out = []
         for i, night in enumerate(_dates(nights.keys)):
             identity = "|".join((patient, metric.key, "night", night, "stage-minutes"))
             code: dict[str, Any] = {"text": f"{metric.display}, night of {night}"}
             if codings:
                 code = {"coding": codings, **code}
+            # a night with in-bed time and no sleep stage has no sleep duration to report: a "Sleep duration"
+            # without a value would read as a night not slept (or not measured). Its measure is the time in
+            # bed, so the Observation is coded as that (the in-bed stage code) and carries the in-bed minutes;
+            # the in-bed component is then left out (obs-7: a component must not repeat the Observation's code)
+            value_stage: int | None = None  # the ``minutes`` column that is the value: -1 = total sleep
+            if nights.recorded[i, -1]:
+                value_stage = -1
+            elif in_bed >= 0 and nights.recorded[i, in_bed]:
+                value_stage = in_bed
+                code = {"coding": [{"system": stage_system, "code": "in_bed",
+                                    "display": metric.codes.get("in_bed", "In bed")}], "text": "Time in bed"}
             obs = self._head(identity, str(status[i]), subject, category, code)
             obs["effectivePeriod"] = periods[i]
-            if nights.recorded[i, -1]:
-                obs["valueQuantity"] = {"value": round(float(nights.minutes[i, -1]), 1), "unit": "min",
+            if value_stage is not None:
+                obs["valueQuantity"] = {"value": round(float(nights.minutes[i, value_stage]), 1), "unit": "min",
                                         "system": UCUM_SYSTEM, "code": "min"}
             components = []
             for j, stage in enumerate(nights.stages[:-1]):
-                if not nights.recorded[i, j]:
+                if not nights.recorded[i, j] or j == value_stage:
                     continue
                 display = metric.codes.get(stage, stage)
                 components.append({

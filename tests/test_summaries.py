@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from aggregates import accumulate as accumulate_module
 from aggregates.accumulate import AccumulatorSpec, SummaryAccumulator
 from aggregates.cgm import GMI_INTERCEPT, GMI_SLOPE, PERIOD_ANCHOR_DAY, cgm_stats
-from aggregates.columns import SampleColumns, source_priority
+from aggregates.columns import SampleColumns, source_id, source_priority
+from aggregates.sleep import sleep_nights
 from flows.summarise import accumulator_spec
 from mappers.context import FhirContext
 from mappers.sample import DeviceInfo, Sample, SourceInfo, epoch_times
@@ -368,7 +369,8 @@ def cumulative_samples(draw):
     priority = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int64)
     offset = np.full(n, -4 * 3600, dtype=np.int64)
     base = 1.71e9
-    return SampleColumns(start + base, start + base + length, offset, value, priority, np.full(n, -1))
+    return SampleColumns(start + base, start + base + length, offset, value, priority, np.full(n, -1),
+                         priority.astype(np.uint32))
 
 
 def _totals(flushed_stats) -> dict[int, float]:
@@ -402,7 +404,7 @@ def test_cgm_shares_sum_to_100_and_mean_is_bounded(values, step_minutes) -> None
     n = len(values)
     start = 1.71e9 + np.arange(n) * step_minutes * 60.0
     cols = SampleColumns(start, start, np.full(n, -4 * 3600), np.array(values), np.zeros(n, dtype=np.int64),
-                         np.full(n, -1))
+                         np.full(n, -1), np.zeros(n, dtype=np.uint32))
     acc = SummaryAccumulator(AccumulatorSpec(windows=frozenset({"cgm"}), edges=(54, 70, 181, 251)))
     acc.add(cols)
     cgm = acc.flush().cgm
@@ -430,7 +432,8 @@ def column_parts(draw) -> list[SampleColumns]:
 
         parts.append(SampleColumns(start, end, small([-18000, -14400, 19800], np.int32),
                                    np.array(draw(st.lists(st.floats(0, 500), min_size=n, max_size=n))),
-                                   small([0, 1, 2], np.int16), small([-1, 0, 3], np.int16)))
+                                   small([0, 1, 2], np.int16), small([-1, 0, 3], np.int16),
+                                   small([0, 7, 4_000_000_000], np.uint32)))
     return parts
 
 
@@ -551,3 +554,102 @@ def test_flushed_windows_cut_into_parts_build_the_same_observations(size: int) -
     assert sum((Counter(part.counts()) for part in parts), Counter()) == Counter(flushed.counts())
     batches = [SummaryBatch("Patient/p1", table["cgm_glucose"], part, builder) for part in parts]
     assert [r for batch in batches for r in batch.resources()] == whole
+
+
+# --- sleep: one source per night, noon splits, in-bed-only nights ---------------------------------------------
+
+def sleep_record(stage: str, start: str, end: str, source: str) -> str:
+    return record(SLEEP, f"HKCategoryValueSleepAnalysis{stage}", start=f"2024-03-{start} -0400",
+                  end=f"2024-03-{end} -0400", source=source, device=None)
+
+
+def test_equal_priority_sleep_apps_are_not_unioned_the_one_with_most_sleep_counts() -> None:
+    # two third-party apps (same priority) watched overlapping parts of one night: 480 and 420 minutes asleep,
+    # 540 minutes as a union: the night is the 480 minutes of the app that recorded more sleep
+    elements = [sleep_record("AsleepUnspecified", "12 23:00:00", "13 07:00:00", "SleepCycle"),
+                sleep_record("AsleepUnspecified", "13 01:00:00", "13 08:00:00", "Pillow")]
+    for ordered in (elements, elements[::-1]):
+        (night,) = summaries_for(*ordered)
+        assert night["valueQuantity"]["value"] == 480.0
+        assert night["effectivePeriod"] == {"start": "2024-03-12T23:00:00-04:00", "end": "2024-03-13T07:00:00-04:00"}
+
+
+def test_equal_sleep_from_equal_priority_apps_is_decided_by_the_lowest_source_id() -> None:
+    names = ("SleepCycle", "Pillow")
+    elements = [sleep_record("AsleepUnspecified", "12 23:00:00", "13 07:00:00", names[0]),
+                sleep_record("AsleepUnspecified", "13 00:00:00", "13 08:00:00", names[1])]
+    winner = min(names, key=lambda name: source_id(SourceInfo(name, None, None)))
+    start = "2024-03-12T23:00:00-04:00" if winner == "SleepCycle" else "2024-03-13T00:00:00-04:00"
+    for ordered in (elements, elements[::-1]):
+        (night,) = summaries_for(*ordered)
+        assert night["valueQuantity"]["value"] == 480.0 and night["effectivePeriod"]["start"] == start
+
+
+def test_a_night_with_only_in_bed_time_is_a_time_in_bed_observation() -> None:
+    (night,) = summaries_for(sleep_record("InBed", "12 22:30:00", "13 06:45:00", "Zoë’s iPhone"))
+    assert night["code"] == {"coding": [{"system": "https://wearfhir.dev/fhir/CodeSystem/sleep", "code": "in_bed",
+                                         "display": "In bed"}], "text": "Time in bed"}
+    assert night["valueQuantity"] == {"value": 495.0, "unit": "min", "system": "http://unitsofmeasure.org",
+                                      "code": "min"}
+    assert "component" not in night  # the in-bed minutes are the value: no component repeats the code (obs-7)
+    assert validate_resource(night) == []
+
+
+def test_a_segment_across_local_noon_is_split_between_the_two_nights() -> None:
+    # a nap recorded from 10:00 to 14:00: two hours belong to the night before, two to the night after noon
+    nights = summaries_for(sleep_record("AsleepUnspecified", "12 10:00:00", "12 14:00:00", "SleepCycle"))
+    assert [(n["code"]["text"], n["valueQuantity"]["value"], n["effectivePeriod"]) for n in nights] == [
+        ("Sleep, night of 2024-03-11", 120.0, {"start": "2024-03-12T10:00:00-04:00",
+                                               "end": "2024-03-12T12:00:00-04:00"}),
+        ("Sleep, night of 2024-03-12", 120.0, {"start": "2024-03-12T12:00:00-04:00",
+                                               "end": "2024-03-12T14:00:00-04:00"}),
+    ]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 40 * 3600), min_size=1, max_size=12), st.sampled_from([None, "America/New_York"]))
+def test_sleep_minutes_are_kept_when_segments_are_split_at_noon(lengths, zone) -> None:
+    # back-to-back asleep segments of one source, from minutes to a day and a half long
+    stages = ("in_bed", "asleep_core", "awake")
+    start = 1_710_000_000.0 + np.r_[0, np.cumsum(lengths[:-1])].astype(np.float64)
+    end = start + np.array(lengths, dtype=np.float64)
+    tz = ZoneInfo(zone) if zone else timezone(timedelta(hours=-4))
+    offset = np.array([datetime.fromtimestamp(s, tz).utcoffset().total_seconds() for s in start], dtype=np.int32)
+    n = len(start)
+    nights = sleep_nights(start, end, offset, np.ones(n, dtype=np.int16), np.zeros(n, dtype=np.int16),
+                          np.zeros(n, dtype=np.uint32), stages, zone)
+    assert nights.minutes[:, -1].sum() == pytest.approx(sum(lengths) / 60.0)
+    assert np.all(nights.minutes[:, -1] <= 24 * 60 + 60)  # a night is one local noon to the next (25 h at most)
+
+
+# --- zone-aware windows and values as measured ---------------------------------------------------------------
+
+def test_day_and_cgm_windows_start_at_true_local_midnight_when_the_zone_is_known() -> None:
+    # the first reading of 10 March 2024 (New York springs forward at 02:00) comes after the change
+    samples, _, _ = normalize(export_xml(*cgm_readings(days=1, start=datetime(2024, 3, 10, 6, tzinfo=NY))[:100]))
+    table = metrics()
+    m = table["cgm_glucose"]
+    periods = {}
+    for zone in ("America/New_York", None):
+        acc = SummaryAccumulator(dataclasses.replace(accumulator_spec(m, frozenset({"day", "cgm"})), zone=zone))
+        acc.add(SampleColumns.from_samples(samples, (), m.source_priority))
+        resources = SummaryBuilder(FhirContext()).build("Patient/p1", m, acc.flush())
+        periods[zone] = {window_of(r): r["effectivePeriod"] for r in resources}
+    right = {"start": "2024-03-10T00:00:00-05:00", "end": "2024-03-11T00:00:00-04:00"}
+    assert periods["America/New_York"] == {"day": right, "cgm": right}
+    assert periods[None]["day"]["start"] == "2024-03-10T00:00:00-04:00"  # without a zone: the first sample's offset
+
+
+def test_minimum_and_maximum_are_the_sample_values_unrounded() -> None:
+    m = metrics()["heart_rate"]  # means are shown with 2 decimals
+    start = np.array([1_710_245_100.0, 1_710_246_300.0])  # 2024-03-12 08:05 and 08:25 -04:00
+    n = len(start)
+    cols = SampleColumns(start, start, np.full(n, -4 * 3600, dtype=np.int32), np.array([61.4567, 92.123456]),
+                         np.zeros(n, dtype=np.int16), np.full(n, -1, dtype=np.int16), np.zeros(n, dtype=np.uint32))
+    acc = SummaryAccumulator(accumulator_spec(m, frozenset({"hour"})))
+    acc.add(cols)
+    (hour,) = SummaryBuilder(FhirContext()).build("Patient/p1", m, acc.flush())
+    stats = {c["code"]["coding"][-1]["code"]: c for c in hour["component"]}
+    assert stats["minimum"]["valueQuantity"]["value"] == 61.4567
+    assert stats["maximum"]["valueQuantity"]["value"] == 92.123456
+    assert hour["valueQuantity"]["value"] == round((61.4567 + 92.123456) / 2, 2)  # the mean is for display
