@@ -18,7 +18,7 @@ from connectors.ndjson import NdjsonSink
 from flows.summarise import summarise
 from mappers.batch import BatchMapper
 from mappers.context import FhirContext
-from mappers.dedup import DuplicateFilter
+from mappers.dedup import FilterResult, SampleFilter
 from mappers.sample import SampleBatch, batch_key
 from mappers.summary import SummaryBuilder
 from mappers.tables import metrics
@@ -29,10 +29,11 @@ from wearfhir.settings import ImportSettings
 __all__ = ["get_flow"]
 
 
-def _drop_duplicates(seen: DuplicateFilter | None, batch: SampleBatch) -> tuple[DuplicateFilter, Any]:
-    seen = seen or DuplicateFilter()
-    kept, dropped = seen.filter(batch.samples)
-    return seen, (batch._replace(samples=kept), dropped)
+def _drop_duplicates(seen: SampleFilter | None, batch: SampleBatch
+                     ) -> tuple[SampleFilter, tuple[SampleBatch, FilterResult]]:
+    seen = seen or SampleFilter()
+    result = seen.filter(batch.samples)
+    return seen, (batch._replace(samples=result.kept), result)
 
 
 def get_flow(settings: ImportSettings, report: ImportReport | None = None,
@@ -51,7 +52,7 @@ def get_flow(settings: ImportSettings, report: ImportReport | None = None,
     mapper = BatchMapper(table, ctx, settings.raw)
     flow = Dataflow("wearfhir_import")
     source = HealthKitExportSource(settings.source, settings.patient, chunk_bytes=settings.chunk_bytes,
-                                   progress=progress)
+                                   progress=progress, timezone=settings.timezone)
     items = op.input("read_export", flow, source)
     split = op.branch("split_samples", items, lambda item: isinstance(item, SampleBatch))
     keyed = op.key_on("key_patient_metric", split.trues, lambda b: batch_key(b.patient, b.metric))
@@ -59,7 +60,7 @@ def get_flow(settings: ImportSettings, report: ImportReport | None = None,
     mapped = op.map(
         "to_fhir",
         unique,
-        lambda kv: mapper(kv[1][0], duplicates=kv[1][1]),
+        lambda kv: mapper(kv[1][0], duplicates=kv[1][1].duplicates, same_slot=kv[1][1].same_slot),
     )
     streams = [mapped, split.falses]
     if settings.summaries:

@@ -24,14 +24,17 @@ from mappers.tables import Metric
 __all__ = ["SummaryLogic", "accumulator_spec", "summarise"]
 
 
-def accumulator_spec(metric: Metric, wanted: frozenset[str], cgm_days: int = 14) -> AccumulatorSpec:
-    """What to summarise for ``metric``: its own summary windows that the run asked for."""
+def accumulator_spec(metric: Metric, wanted: frozenset[str], cgm_days: int = 14,
+                     zone: str | None = None) -> AccumulatorSpec:
+    """What to summarise for ``metric``: its own summary windows that the run asked for, in the patient's
+    local days of ``zone`` (an IANA name; None: the samples' own offsets)."""
     return AccumulatorSpec(
         windows=frozenset(metric.summaries) & wanted,
         cumulative=metric.aggregation == "cumulative",
         edges=metric.bands,
         stages=tuple(metric.codes),
         cgm_days=cgm_days,
+        zone=zone,
     )
 
 
@@ -56,7 +59,7 @@ class SummaryLogic(op.StatefulLogic[Any, SummaryBatch, Any]):
         metric = self._metrics[batch.metric]
         if self._acc is None:
             self._patient, self._metric_key = batch.patient, batch.metric
-            self._acc = SummaryAccumulator(accumulator_spec(metric, self._wanted, self._cgm_days))
+            self._acc = SummaryAccumulator(accumulator_spec(metric, self._wanted, self._cgm_days, batch.timezone))
         if not self._acc.spec.windows:
             return (), self.RETAIN
         cols = SampleColumns.from_samples(batch.samples, tuple(metric.codes), metric.source_priority)

@@ -30,6 +30,7 @@ class MappedBatch:
     resources: list[dict[str, Any]] = field(default_factory=list)
     samples: int = 0
     duplicates: int = 0
+    same_slot: int = 0  # distinct samples kept that share type, source and times with another (other value)
     raw_skipped: int = 0
 
 
@@ -47,19 +48,21 @@ class BatchMapper:
         self.policy = policy
         self.observations = ObservationBuilder(metrics, ctx)
 
-    def __call__(self, batch: SampleBatch, duplicates: int = 0) -> MappedBatch:
-        """Map one batch; ``duplicates`` is how many samples were dropped from it upstream."""
-        return map_batch(batch, self, duplicates)
+    def __call__(self, batch: SampleBatch, duplicates: int = 0, same_slot: int = 0) -> MappedBatch:
+        """Map one batch; ``duplicates`` is how many samples were dropped from it upstream, ``same_slot`` how many
+        of its samples share a slot with another one (kept: their values differ)."""
+        return map_batch(batch, self, duplicates, same_slot)
 
 
-def map_batch(batch: SampleBatch, mapper: BatchMapper, duplicates: int = 0) -> MappedBatch:
+def map_batch(batch: SampleBatch, mapper: BatchMapper, duplicates: int = 0, same_slot: int = 0) -> MappedBatch:
     """Build the raw Observations of a batch (per the raw policy) and the Devices they reference.
 
     Devices come first in ``resources`` so that a server sink can resolve the references.
     """
     metrics, ctx, policy = mapper.metrics, mapper.ctx, mapper.policy
     metric = metrics[batch.metric]
-    out = MappedBatch(batch.metric, samples=len(batch.samples) + duplicates, duplicates=duplicates)
+    out = MappedBatch(batch.metric, samples=len(batch.samples) + duplicates, duplicates=duplicates,
+                      same_slot=same_slot)
     if not writes_raw(metric, policy):
         out.raw_skipped = len(batch.samples)
         return out

@@ -1,35 +1,54 @@
-"""Exact-duplicate removal across a whole run, in flat memory: 8 bytes per distinct sample."""
+"""Exact-duplicate removal across a whole run, in flat memory: 16 bytes per distinct sample.
+
+Exact duplicates (equal in every attribute that matters, value included) are dropped. Records of the same
+slot (type, source, start, end) with another value are distinct samples: kept, and counted apart so a
+report can say how many there were.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import struct
+from typing import NamedTuple
 
 import numpy as np
 
-from mappers.ids import identity_head
+from mappers.ids import identity_head, value_text
 from mappers.sample import Sample
 
-__all__ = ["DuplicateFilter", "identity_key"]
+__all__ = ["DuplicateFilter", "FilterResult", "SampleFilter", "identity_key", "slot_key"]
 
 
 _PREFIXES: dict[tuple[str, str, str, str, str], bytes] = {}
 _PACK_TIMES = struct.Struct("<dd").pack
 
 
-def identity_key(sample: Sample) -> int:
-    """A stable 64-bit key of a sample's identity (:func:`~mappers.ids.identity_head` plus its interval).
-
-    Stable across processes (BLAKE2b, not ``hash()``), so it can live in a recovery snapshot.
-    """
+def _prefix(sample: Sample) -> bytes:
     head = identity_head(sample)
     prefix = _PREFIXES.get(head)
     if prefix is None:
         if len(_PREFIXES) > 10_000:
             _PREFIXES.clear()
         prefix = _PREFIXES[head] = "|".join(head).encode() + b"|"
-    packed = _PACK_TIMES(sample.start_epoch, sample.end_epoch)
-    return int.from_bytes(hashlib.blake2b(prefix + packed, digest_size=8).digest(), "little")
+    return prefix
+
+
+def _digest(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def slot_key(sample: Sample) -> int:
+    """A stable 64-bit key of a sample's slot: :func:`~mappers.ids.identity_head` plus its interval.
+
+    Stable across processes (BLAKE2b, not ``hash()``), so it can live in a recovery snapshot.
+    """
+    return _digest(_prefix(sample) + _PACK_TIMES(sample.start_epoch, sample.end_epoch))
+
+
+def identity_key(sample: Sample) -> int:
+    """A stable 64-bit key of a sample's identity: its slot and its value (:func:`~mappers.ids.value_text`)."""
+    return _digest(_prefix(sample) + _PACK_TIMES(sample.start_epoch, sample.end_epoch)
+                   + value_text(sample).encode())
 
 
 class DuplicateFilter:
@@ -82,9 +101,36 @@ class DuplicateFilter:
                 self._runs.append(merged)
         return keep
 
-    def filter(self, samples: list[Sample]) -> tuple[list[Sample], int]:
-        """The samples not seen before (first occurrence kept, order preserved) and the number dropped."""
-        keys = np.fromiter((identity_key(s) for s in samples), dtype=np.uint64, count=len(samples))
-        keep = self.keep_mask(keys)
+
+class FilterResult(NamedTuple):
+    """What :meth:`SampleFilter.filter` kept and how many it dropped or kept alongside another."""
+
+    kept: list[Sample]
+    duplicates: int  # exact duplicates dropped
+    same_slot: int  # kept samples whose slot (type, source, start, end) an earlier sample had, with another value
+
+
+class SampleFilter:
+    """The run's duplicate filter: drops exact duplicates, and counts distinct samples sharing a slot."""
+
+    def __init__(self) -> None:
+        self.identities = DuplicateFilter()
+        self.slots = DuplicateFilter()
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SampleFilter:
+        """A cheap copy for Bytewax's per-epoch snapshot (see :meth:`DuplicateFilter.__deepcopy__`)."""
+        twin = SampleFilter()
+        twin.identities = self.identities.__deepcopy__(memo)
+        twin.slots = self.slots.__deepcopy__(memo)
+        return twin
+
+    def filter(self, samples: list[Sample]) -> FilterResult:
+        """The samples not seen before (first occurrence kept, order preserved), with the counts."""
+        n = len(samples)
+        identities = np.fromiter((identity_key(s) for s in samples), dtype=np.uint64, count=n)
+        keep = self.identities.keep_mask(identities)
+        slots = np.fromiter((slot_key(s) for s, k in zip(samples, keep.tolist(), strict=True) if k),
+                            dtype=np.uint64)
+        fresh_slots = self.slots.keep_mask(slots)
         kept = [s for s, k in zip(samples, keep.tolist(), strict=True) if k]
-        return kept, len(samples) - len(kept)
+        return FilterResult(kept, n - len(kept), int(len(kept) - fresh_slots.sum()))

@@ -15,6 +15,7 @@ __all__ = [
     "identity_head",
     "sample_identifier_value",
     "utc_text",
+    "value_text",
 ]
 
 DEFAULT_IDENTIFIER_BASE = "https://wearfhir.dev/fhir/identifier"
@@ -69,20 +70,36 @@ def utc_text(epoch: float, moment: datetime) -> str:
 
 
 def identity_head(sample: Sample) -> tuple[str, str, str, str, str]:
-    """What makes a sample unique, besides its interval: origin, patient, metric, vendor type, source.
+    """What makes a sample unique besides its interval and value: origin, patient, metric, vendor type, source.
 
-    With the start and end this is the sample's identity: two samples sharing it are the same measurement
-    (an exact or re-synced duplicate). The value is deliberately not part of it, so a corrected re-export
-    updates in place. Both the identifier value and the duplicate filter's key are built from it.
+    With the start and end this names a *time slot* of one source; with :func:`value_text` as well it is the
+    sample's identity (DESIGN §2): two records are the same sample only when they agree in every attribute that
+    matters, value included. Two records of one slot with other values (a distance of 8 then 9, an ``InBed`` and
+    an ``Asleep`` of the same interval) are distinct samples with distinct ids.
     """
     return (sample.origin, sample.patient, sample.metric, sample.vendor_type, sample.source.name)
 
 
+def value_text(sample: Sample) -> str:
+    """The sample's value as canonical text: the number (``repr``, exact), the category code, the components.
+
+    Part of the identity: ``8`` and ``9`` metres in the same slot are two samples.
+    """
+    parts = []
+    if sample.value is not None:
+        parts.append(repr(sample.value))
+    if sample.code is not None:
+        parts.append(sample.code)
+    if sample.components:
+        parts.append(",".join(f"{key}={value!r}" for key, value in sample.components))
+    return ";".join(parts)
+
+
 def sample_identifier_value(sample: Sample) -> str:
-    """The canonical identifier value of a raw sample Observation."""
+    """The canonical identifier value of a raw sample Observation: slot, interval (UTC) and value."""
     start = utc_text(sample.start_epoch, sample.start)
     end = start if sample.end_epoch == sample.start_epoch else utc_text(sample.end_epoch, sample.end)
-    return "|".join((*identity_head(sample), start, end))
+    return "|".join((*identity_head(sample), start, end, value_text(sample)))
 
 
 def device_identity(patient: str, device: DeviceInfo) -> str:

@@ -17,6 +17,11 @@ _GENDERS = {
     "HKBiologicalSexMale": "male",
     "HKBiologicalSexOther": "other",
     "HKBiologicalSexNotSet": "unknown",
+    # iOS 8/9 exports wrote the enum's number
+    "0": "unknown",
+    "1": "female",
+    "2": "male",
+    "3": "other",
 }
 
 

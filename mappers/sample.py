@@ -6,7 +6,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import NamedTuple
 
 __all__ = ["DeviceInfo", "Rejection", "Sample", "SampleBatch", "SourceInfo", "SourceReport", "batch_key",
-           "epoch_times"]
+           "epoch_times", "utc_offset_seconds"]
 
 _UNIX_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 _FIXED_OFFSETS: dict[tzinfo, int] = {}
@@ -19,6 +19,11 @@ def _epoch(moment: datetime, offset: int) -> float:
              + moment.second - offset)
     micro = moment.microsecond
     return float(whole) if not micro else (whole * 1_000_000 + micro) / 1_000_000
+
+
+def utc_offset_seconds(moment: datetime) -> int:
+    """The UTC offset of a tz-aware datetime in seconds (cached for fixed offsets, what parsed dates carry)."""
+    return _offset(moment)
 
 
 def _offset(moment: datetime) -> int:
@@ -67,12 +72,16 @@ class SourceInfo(NamedTuple):
 class Sample(NamedTuple):
     """One measurement, vendor-neutral.
 
-    ``value`` is set for quantities (in the metric's canonical UCUM ``unit``), ``code`` for categorical
-    samples (sleep stages, workout types); panels such as blood pressure carry ``components`` as
-    ``(metric, value)`` pairs in canonical units. Times are tz-aware and keep the source's own offset;
-    ``start_epoch``/``end_epoch`` (epoch seconds) and ``utc_offset`` (seconds, of the start) are the same
-    times as numbers, computed once by the source with :func:`epoch_times` and read by the duplicate
-    filter, the identifiers and the aggregates, so no later stage converts a datetime again.
+    ``value`` is set for quantities (in the metric's canonical UCUM ``unit``, as measured: never rounded),
+    ``code`` for categorical samples (sleep stages, workout types); panels such as blood pressure carry
+    ``components`` as ``(metric, value)`` pairs in canonical units.
+
+    Time (DESIGN §2): ``start``/``end`` are the exact instants, written in the *local* offset of the sample's
+    IANA zone ``timezone`` (the record's own zone, else the patient's); ``timezone`` is None only when no zone
+    is known, and then the offset is the one the source wrote. ``start_epoch``/``end_epoch`` (epoch seconds)
+    and ``utc_offset`` (the local offset of the start, seconds) are the same times as numbers, computed once
+    by the source and read by the duplicate filter, the identifiers and the aggregates, so no later stage
+    converts a datetime again.
     """
 
     patient: str
@@ -96,11 +105,15 @@ class Sample(NamedTuple):
 
 
 class SampleBatch(NamedTuple):
-    """Many samples of one patient and one metric, in source order: the unit moved through the flow."""
+    """Many samples of one patient and one metric, in source order: the unit moved through the flow.
+
+    ``timezone`` is the patient's IANA zone (None when unknown): its rules define the patient's local days.
+    """
 
     patient: str
     metric: str
     samples: list[Sample]
+    timezone: str | None = None
 
 
 class Rejection(NamedTuple):
@@ -142,3 +155,7 @@ class SourceReport(NamedTuple):
     stopped: str | None
     gender: str | None = None
     birth_date: str | None = None
+    timezone: str | None = None  # the patient's IANA zone used for local days, None when none was known
+    timezone_origin: str = "offset"  # "option" (--timezone), "export" (named by the records), "offset" (none)
+    written_offset: str | None = None  # the UTC offset the export wrote on its ExportDate, e.g. "+0200"
+    zone_records: int = 0  # records that named the chosen zone in their HKTimeZone metadata

@@ -112,6 +112,23 @@ class HealthKitTable:
     workout_metric: str
     workout_statistics: dict[str, str]
     known_unmapped: dict[str, str]
+    known_unmapped_prefixes: dict[str, str] = field(default_factory=dict)
+    distance_by_activity: dict[str, str] = field(default_factory=dict)  # workoutActivityType → distance metric
+    default_distance: str = "distance_walking_running"  # the metric of any other activity's totalDistance
+
+    def unmapped_reason(self, identifier: str) -> str | None:
+        """Why a known type is not mapped (listed by name or by prefix, e.g. every ``…Dietary*`` type); None if
+        the type is not a known-unmapped one."""
+        reason = self.known_unmapped.get(identifier)
+        if reason is None:
+            for prefix, why in self.known_unmapped_prefixes.items():
+                if identifier.startswith(prefix):
+                    return why
+        return reason
+
+    def workout_distance_metric(self, activity: str) -> str:
+        """The metric a workout's ``totalDistance`` is coded as, by its activity type."""
+        return self.distance_by_activity.get(activity, self.default_distance)
 
     def unit_conversion(self, hk_type: HealthKitType, export_unit: str, to_unit: str) -> tuple[float, float]:
         """``(factor, offset)`` from an export unit string of ``hk_type`` to ``to_unit``.
@@ -297,10 +314,17 @@ def load_healthkit(text: str, metric_table: dict[str, Metric]) -> HealthKitTable
     workout = data.get("workout", {})
     workout_metric = metric_of(_require(workout, "metric", "[workout]"), "[workout]").key
     statistics = dict(workout.get("statistics", {}))
-    for stat_metric in statistics.values():
+    by_activity = dict(workout.get("distance_by_activity", {}))
+    default_distance = workout.get("default_distance", "distance_walking_running")
+    workout_components = metric_table[workout_metric].components
+    for stat_metric in [*statistics.values(), *by_activity.values(), default_distance]:
         metric_of(stat_metric, "[workout]")
+        if stat_metric not in workout_components:
+            raise ConfigError(f"healthkit.toml [workout]: {stat_metric!r} is not a component of {workout_metric!r}")
     known = dict(data.get("known_unmapped", {}))
+    prefixes = dict(data.get("known_unmapped_prefixes", {}))
     overlap = set(known) & (set(types) | set(correlations))
+    overlap |= {t for t in (*types, *correlations) if any(t.startswith(p) for p in prefixes)}
     if overlap:
         raise ConfigError(f"healthkit.toml: {sorted(overlap)} are both mapped and listed as unmapped")
     return HealthKitTable(
@@ -311,6 +335,9 @@ def load_healthkit(text: str, metric_table: dict[str, Metric]) -> HealthKitTable
         workout_metric=workout_metric,
         workout_statistics=statistics,
         known_unmapped=known,
+        known_unmapped_prefixes=prefixes,
+        distance_by_activity=by_activity,
+        default_distance=default_distance,
     )
 
 

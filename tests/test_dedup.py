@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mappers.dedup import DuplicateFilter, identity_key
+from mappers.dedup import DuplicateFilter, SampleFilter, identity_key, slot_key
 from tests.helpers import export_xml, normalize, record
 
 
@@ -29,20 +29,34 @@ def test_keep_mask_matches_a_python_set(batches: list[list[int]]) -> None:
         assert (key in dedup) == (key in seen)
 
 
-def test_identity_ignores_value_but_not_source_or_time() -> None:
+def test_identity_is_slot_and_value_exact_duplicates_only_are_dropped() -> None:
     samples, _, _ = normalize(export_xml(
         record("HeartRate", "60", "count/min"),
-        record("HeartRate", "61", "count/min"),  # same source and time: a re-synced duplicate
+        record("HeartRate", "61", "count/min"),  # same slot, another value: a distinct sample
         record("HeartRate", "60", "count/min", source="Polar"),
         record("HeartRate", "60", "count/min", start="2024-03-10 08:16:00 -0400"),
         record("HeartRate", "60", "count/min", start="2024-03-10 07:15:00 -0500"),  # same instant, other offset
+        record("HeartRate", "60", "count/min"),  # an exact duplicate of the first
     ))
     keys = [identity_key(s) for s in samples]
-    assert keys[0] == keys[1] == keys[4]
+    slots = [slot_key(s) for s in samples]
+    assert keys[0] == keys[4] == keys[5] and keys[1] != keys[0]
+    assert slots[0] == slots[1] == slots[4]
     assert len({keys[0], keys[2], keys[3]}) == 3
-    kept, dropped = DuplicateFilter().filter(samples)
-    assert dropped == 2 and [s.value for s in kept] == [60.0, 60.0, 60.0]
-    assert kept[0] is samples[0]
+    result = SampleFilter().filter(samples)
+    assert result.duplicates == 2 and result.same_slot == 1
+    assert [s.value for s in result.kept] == [60, 61, 60, 60]
+    assert result.kept[0] is samples[0]
+
+
+def test_a_distinct_same_slot_sample_seen_in_a_later_batch_is_counted_once() -> None:
+    samples, _, _ = normalize(export_xml(
+        record("StepCount", "8", "count"), record("StepCount", "9", "count"), record("StepCount", "9", "count")))
+    seen = SampleFilter()
+    first = seen.filter(samples[:1])
+    second = copy.deepcopy(seen).filter(samples[1:])
+    assert (first.duplicates, first.same_slot) == (0, 0)
+    assert (second.duplicates, second.same_slot, len(second.kept)) == (1, 1, 1)
 
 
 def _freeze(arrays: list[np.ndarray]) -> None:

@@ -12,6 +12,7 @@ from bytewax.run import cli_main
 from bytewax.testing import run_main
 
 from flows.import_flow import get_flow
+from tests.helpers import export_xml, record
 from wearfhir.cli import main
 from wearfhir.report import ImportReport
 from wearfhir.settings import ImportSettings
@@ -152,7 +153,9 @@ def test_mappings_command_reports_n_of_m(capsys) -> None:
     out = capsys.readouterr().out
     assert f"HealthKit: {len(mapped)} of {len(mapped) + len(unmapped)} known types mapped" in out
     assert out.count("  mapped    ") == len(mapped)
-    assert out.count("  unmapped  ") == len(unmapped)
+    prefixes = healthkit_table().known_unmapped_prefixes
+    assert out.count("  unmapped  ") == len(unmapped) + len(prefixes)
+    assert "HKQuantityTypeIdentifierDietary*" in out
 
 
 def test_validate_command_flags_invalid_lines(tmp_path, capsys) -> None:
@@ -172,3 +175,48 @@ def test_an_output_directory_reused_by_a_clean_run_keeps_no_stale_rejections(exp
     assert main(["import", str(clean), "--patient", "Patient/p1", "--out", str(out), "--no-progress"]) == 0
     assert "Rejected: 0" in capsys.readouterr().out
     assert not (out / "rejected.ndjson").exists()
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    ("".join(record("HeartRate", "seventy", "count/min", start=f"2024-03-10 08:{m:02d}:00 -0400") for m in range(30)),
+     "no Observation was written from 30 records: 30 were rejected"),
+    ("".join(record("DietaryWater", "250", "mL", start=f"2024-03-10 08:{m:02d}:00 -0400") for m in range(30)),
+     "no Observation was written: none of the 30 records is of a type wearfhir maps"),
+    ("".join(record("HeartRate", "seventy" if m % 3 else "70", "count/min", start=f"2024-03-10 08:{m:02d}:00 -0400")
+             for m in range(30)),
+     "20 of 30 records (67 %) were rejected"),
+    ("", "the export holds no records"),
+])
+def test_an_import_that_writes_nothing_or_rejects_most_records_fails_loudly(tmp_path, capsys, body, why) -> None:
+    path = tmp_path / "export.xml"
+    path.write_bytes(export_xml(body))
+    code = main(["import", str(path), "--patient", "Patient/p1", "--out", str(tmp_path / "out"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"FAILED: {why}" in captured.err
+
+
+def test_a_mostly_good_import_still_succeeds_and_the_report_names_its_time_zone(tmp_path, capsys) -> None:
+    body = "".join(record("HeartRate", "seventy" if m == 7 else "70", "count/min",
+                          start=f"2024-07-10 08:{m:02d}:00 -0500") for m in range(30))
+    path = tmp_path / "export.xml"
+    path.write_bytes(export_xml(body))
+    out = tmp_path / "out"
+    code = main(["import", str(path), "--patient", "Patient/p1", "--out", str(out), "--no-progress", "--raw", "all",
+                 "--timezone", "America/Chicago"])
+    report = capsys.readouterr().out
+    assert code == 0
+    assert "time zone: America/Chicago (--timezone)" in report
+    times = {o["effectiveDateTime"] for o in lines(out / "Observation.ndjson") if "effectiveDateTime" in o}
+    assert "2024-07-10T08:00:00-05:00" in times  # July in Chicago is -05:00: the written offset agreed
+    code = main(["import", str(path), "--patient", "Patient/p1", "--out", str(tmp_path / "o2"), "--no-progress",
+                 "--raw", "all", "--timezone", "America/Los_Angeles"])
+    assert code == 0 and "time zone: America/Los_Angeles" in capsys.readouterr().out
+    moved = {o["effectiveDateTime"] for o in lines(tmp_path / "o2" / "Observation.ndjson") if "effectiveDateTime" in o}
+    assert "2024-07-10T06:00:00-07:00" in moved  # the same instant in the patient's clock
+
+
+def test_an_unknown_time_zone_is_a_usage_error(export, tmp_path, capsys) -> None:
+    code = main(["import", str(export), "--patient", "Patient/p1", "--out", str(tmp_path / "o"),
+                 "--timezone", "Europe/Atlantis"])
+    assert code == 2 and "--timezone" in capsys.readouterr().err

@@ -6,7 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import export_xml, normalize, record
+from connectors.healthkit.normalize import HealthKitNormalizer
+from connectors.healthkit.xml_stream import HealthDataStream
+from mappers.tables import healthkit_table, metrics
+from tests.helpers import HEADER, WATCH, export_xml, normalize, record
+from wearfhir.errors import ConfigError
 
 BP_CORRELATION = (
     ' <Correlation type="HKCorrelationTypeIdentifierBloodPressure" sourceName="Omron" sourceVersion="7" '
@@ -53,9 +57,10 @@ def test_units_are_converted_to_the_canonical_ucum_unit(rtype, value, unit, metr
     assert sample.unit == canonical
 
 
-def test_steps_are_whole_numbers() -> None:
+def test_whole_numbers_written_as_such_stay_integers() -> None:
     sample = one(export_xml(record("StepCount", "812", "count")))
     assert isinstance(sample.value, int)
+    assert one(export_xml(record("StepCount", "3.5", "count"))).value == 3.5  # never rounded
 
 
 @pytest.mark.parametrize(
@@ -205,3 +210,145 @@ def test_every_sample_carries_its_times_as_numbers() -> None:
     for s in samples:
         assert (s.start_epoch, s.end_epoch) == (s.start.timestamp(), s.end.timestamp()), s.metric
         assert s.utc_offset == s.start.utcoffset().total_seconds(), s.metric
+
+
+# ---- real-export behaviour (issue 9): zones, old formats, identity, values -------------------------------------
+
+def normalize_in(xml: bytes, zone: str | None) -> tuple[list, list, HealthKitNormalizer]:
+    """Like ``normalize``, with the patient's zone set."""
+    norm = HealthKitNormalizer("Patient/p1", healthkit_table(), metrics(), zone)
+    stream = HealthDataStream(norm)
+    stream.feed(xml)
+    stream.close()
+    norm.finish()
+    batches, rejections = norm.drain()
+    assert all(b.timezone == zone for b in batches)
+    return [s for b in batches for s in b.samples], rejections, norm
+
+
+def test_the_written_offset_fixes_the_instant_and_the_zone_gives_the_local_clock() -> None:
+    # an export made in winter writes -0500 on a July sample; the patient lives in New York (-04:00 in July)
+    xml = export_xml(record("HeartRate", "60", "count/min", start="2024-05-17 08:00:00 -0500"))
+    (written,), _, _ = normalize_in(xml, None)
+    (local,), _, _ = normalize_in(xml, "America/New_York")
+    assert local.start_epoch == written.start_epoch == written.start.timestamp() == local.start.timestamp()
+    assert written.utc_offset == -5 * 3600 and written.timezone is None
+    assert local.utc_offset == -4 * 3600 and local.start.isoformat() == "2024-05-17T09:00:00-04:00"
+    assert local.timezone == "America/New_York"
+
+
+def test_a_record_s_own_zone_wins_over_the_patient_s() -> None:
+    meta = '  <MetadataEntry key="HKTimeZone" value="Asia/Jerusalem"/>\n'
+    bad = '  <MetadataEntry key="HKTimeZone" value="Mars/Olympus_Mons"/>\n'
+    xml = export_xml(record("BodyMass", "70", "kg", start="2017-05-17 08:00:00 +0200", children=meta),
+                     record("BodyMass", "71", "kg", start="2017-05-18 08:00:00 +0200", children=bad),
+                     record("BodyMass", "72", "kg", start="2017-05-19 08:00:00 +0200"))
+    samples, rejections, _ = normalize_in(xml, "Europe/Berlin")
+    assert not rejections
+    assert [s.timezone for s in samples] == ["Asia/Jerusalem", "Europe/Berlin", "Europe/Berlin"]
+    assert [s.start.isoformat()[11:] for s in samples] == ["09:00:00+03:00", "08:00:00+02:00", "08:00:00+02:00"]
+
+
+def test_an_unknown_patient_zone_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="IANA"):
+        HealthKitNormalizer("Patient/p1", healthkit_table(), metrics(), "Europe/Atlantis")
+
+
+def test_records_dated_after_the_export_are_rejected() -> None:
+    xml = export_xml(record("HeartRate", "60", "count/min", start="2024-05-31 23:00:00 -0400"),
+                     record("HeartRate", "61", "count/min", start="2030-01-06 10:00:00 -0500"))
+    samples, rejections, _ = normalize(xml)
+    assert [s.value for s in samples] == [60]
+    assert [r.reason for r in rejections] == ["dated after the export"]
+
+
+IOS8 = (' <Record type="HKQuantityTypeIdentifierStepCount" source="AppleHealthDevice" unit="count" '
+        'startDate="20140107104300-0800" endDate="20140107114300-0800" value="142" recordCount="2"/>\n'
+        ' <Record type="HKQuantityTypeIdentifierHeartRate" source="Sleep Cycle" unit="count/s" '
+        'startDate="20150531161900+0100" endDate="20150601161900+0100" min="1.11667" max="1.11667" '
+        'average="1.11667" recordCount="1"/>\n'
+        ' <Record type="HKQuantityTypeIdentifierBodyMass" source="Health" unit="kg" creationDate="20150603050217+0100" '
+        'startDate="20150603050200+0100" endDate="20150603050200+0100" HKWasUserEntered="1" value="71.1"/>\n'
+        ' <Record type="HKCategoryTypeIdentifierSleepAnalysis" source="Sleep Cycle" unit="" '
+        'startDate="20150601215104+0100" endDate="20150602043558+0100" value="1"/>\n')
+
+
+def test_ios8_records_compact_dates_source_attribute_average_and_enum_values_are_read() -> None:
+    header = HEADER.replace("2025-01-15 09:00:00 -0500", "20151107171924+0100")
+    samples, rejections, _ = normalize(export_xml(IOS8, header=header))
+    assert not rejections
+    steps, heart, weight, sleep = sorted(samples, key=lambda s: ["steps", "heart_rate", "body_weight",
+                                                                 "sleep"].index(s.metric))
+    assert steps.start.isoformat() == "2014-01-07T10:43:00-08:00" and steps.end.hour == 11 and steps.value == 142
+    assert steps.source.name == "AppleHealthDevice"
+    assert heart.value == 67.0002 and heart.unit == "/min"  # 1.11667 count/s, no float noise
+    assert weight.user_entered and weight.value == 71.1
+    assert sleep.code == "asleep_unspecified"
+
+
+def test_a_date_that_does_not_round_trip_is_rejected_not_guessed() -> None:
+    xml = export_xml(record("HeartRate", "60", "count/min", start="20140107254300-0800"),
+                     record("HeartRate", "61", "count/min", start="2024-02-30 08:00:00 -0500"))
+    samples, rejections, _ = normalize(xml)
+    assert not samples and [r.reason for r in rejections] == ["unparsable date"] * 2
+
+
+@pytest.mark.parametrize(("raw", "unit", "expected"), [
+    ("40.6122", "kg", 40.6122),  # no conversion: exactly as written
+    ("0.153", "%", None),  # body fat: not mapped
+    ("0.97", "%", 97),  # a fraction × 100 without float noise (97.00000000000001)
+    ("165.3", "lb", 74.978818761),  # keeps the source's precision, drops the noise
+])
+def test_values_are_kept_as_measured(raw: str, unit: str, expected: float | None) -> None:
+    rtype = {"kg": "BodyMass", "lb": "BodyMass", "%": "OxygenSaturation" if raw == "0.97" else "BodyFatPercentage"}
+    samples, rejections, _ = normalize(export_xml(record(rtype[unit], raw, unit)))
+    assert not rejections
+    if expected is None:
+        assert not samples
+    else:
+        assert samples[0].value == expected and repr(samples[0].value) == repr(float(expected))
+
+
+def test_one_watch_whose_maker_was_written_two_ways_is_one_device() -> None:
+    old = WATCH.replace("manufacturer:Apple Inc.", "manufacturer:Apple")
+    samples, _, _ = normalize(export_xml(record("HeartRate", "60", "count/min", device=old),
+                                         record("HeartRate", "61", "count/min", device=WATCH,
+                                                start="2024-03-10 09:00:00 -0400")))
+    assert samples[0].source.device == samples[1].source.device
+    assert samples[0].source.device is not None and samples[0].source.device.manufacturer == "Apple"
+
+
+def test_source_names_with_odd_whitespace_are_one_source() -> None:
+    samples, _, _ = normalize(export_xml(record("HeartRate", "60", "count/min", source="Apple Watch "),
+                                         record("HeartRate", "61", "count/min", source="Apple\u00a0Watch")))
+    assert {s.source.name for s in samples} == {"Apple Watch"}
+
+
+def test_old_and_nutrition_types_are_known_not_mapped() -> None:
+    _, _, norm = normalize(export_xml(record("DietaryVitaminK", "1", "mcg"), record("NikeFuel", "12", "count"),
+                                      record("UVExposure", "3", "count")))
+    assert not norm.unknown_types
+    assert set(norm.unmapped_types) == {"HKQuantityTypeIdentifierDietaryVitaminK", "HKQuantityTypeIdentifierNikeFuel",
+                                        "HKQuantityTypeIdentifierUVExposure"}
+
+
+def _workout(activity: str, stats: str = "", total: str = "") -> str:
+    return (f' <Workout workoutActivityType="HKWorkoutActivityType{activity}" duration="30" durationUnit="min" '
+            f'{total}sourceName="Apple Watch" startDate="2024-03-10 08:00:00 -0400" '
+            f'endDate="2024-03-10 08:30:00 -0400">\n{stats} </Workout>\n')
+
+
+@pytest.mark.parametrize(("workout", "distance"), [
+    (_workout("Cycling", '  <WorkoutStatistics type="HKQuantityTypeIdentifierDistanceCycling" sum="12.5" '
+                         'unit="km"/>\n'), ("distance_cycling", 12500)),
+    (_workout("Swimming", '  <WorkoutStatistics type="HKQuantityTypeIdentifierDistanceSwimming" sum="1000" '
+                          'unit="m"/>\n'), ("distance_swimming", 1000)),
+    (_workout("Cycling", total='totalDistance="10" totalDistanceUnit="mi" '), ("distance_cycling", 16093.44)),
+    (_workout("Running", total='totalDistance="5" totalDistanceUnit="km" '), ("distance_walking_running", 5000)),
+    (_workout("Rowing", total='totalDistance="2000" totalDistanceUnit="m" '), ("workout_distance", 2000)),
+    (_workout("TraditionalStrengthTraining", total='totalDistance="0" totalDistanceUnit="m" '), None),
+])
+def test_workout_distance_is_coded_by_activity_and_zero_is_left_out(workout: str, distance) -> None:
+    sample = one(export_xml(workout))
+    distances = {k: v for k, v in sample.components if k.startswith("distance") or k == "workout_distance"}
+    assert distances == ({} if distance is None else {distance[0]: pytest.approx(distance[1])})

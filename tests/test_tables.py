@@ -14,13 +14,14 @@ from wearfhir.errors import ConfigError
 METRICS_TEXT = (Path(__file__).resolve().parents[1] / "mappers" / "data" / "metrics.toml").read_text()
 HK_TEXT = (Path(__file__).resolve().parents[1] / "mappers" / "data" / "healthkit.toml").read_text()
 
-# Every HealthKit row of the research baseline (shared/mapping-baseline.md), by Apple identifier.
+# Every HealthKit row of the research baseline (shared/mapping-baseline.md), by Apple identifier: the primary LOINC
+# code of a raw sample. Distance has none: 41953-1 is a 24-hour code and codes the daily total only (issue 9).
 BASELINE_TYPES = {
     "HKQuantityTypeIdentifierHeartRate": "8867-4",
     "HKQuantityTypeIdentifierRestingHeartRate": "40443-4",
     "HKQuantityTypeIdentifierHeartRateVariabilitySDNN": "80404-7",
     "HKQuantityTypeIdentifierStepCount": "55423-8",
-    "HKQuantityTypeIdentifierDistanceWalkingRunning": "41953-1",
+    "HKQuantityTypeIdentifierDistanceWalkingRunning": None,
     "HKQuantityTypeIdentifierActiveEnergyBurned": "41981-2",
     "HKQuantityTypeIdentifierBasalEnergyBurned": None,
     "HKQuantityTypeIdentifierRespiratoryRate": "9279-1",
@@ -44,6 +45,14 @@ def test_every_baseline_type_is_mapped_with_its_code(identifier: str, loinc: str
     spec = table.types[identifier]
     metric = table_metrics[spec.metric]
     assert (metric.codings[0].code if metric.codings else None) == loinc
+
+
+def test_24_hour_loinc_codes_code_daily_totals_only() -> None:
+    table_metrics = metrics()
+    daily = {key: m.daily.codings[0].code for key, m in table_metrics.items() if m.daily is not None}
+    assert daily == {"steps": "41950-7", "distance_walking_running": "41953-1", "active_energy": "41979-6"}
+    for metric in table_metrics.values():
+        assert not {c.code for c in metric.codings} & set(daily.values()), metric.key
 
 
 def test_blood_pressure_correlation_and_workout_are_mapped() -> None:

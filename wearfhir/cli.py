@@ -62,7 +62,8 @@ def _import(args: argparse.Namespace) -> int:
             dead_letters = getattr(args, "dead_letters", None)
             rejected = args.rejected or (dead_letters.parent if dead_letters else Path()) / REJECTED_FILE
         settings = ImportSettings(source=args.source, patient=patient, out=args.out, raw=args.raw,
-                                  summaries=args.summaries, cgm_days=args.cgm_days, rejected=rejected)
+                                  summaries=args.summaries, cgm_days=args.cgm_days, rejected=rejected,
+                                  timezone=getattr(args, "timezone", None))
     except ValidationError as exc:
         return _usage_error(_option_errors(exc))
     report = ImportReport()
@@ -78,6 +79,10 @@ def _import(args: argparse.Namespace) -> int:
         print(f"Output: {settings.out}/")
     if fhir is not None:
         print(f"FHIR server: {fhir} (patient {patient})")
+    failure = report.failure
+    if failure is not None:
+        print(f"FAILED: {failure}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return EXIT_OK if report.complete else EXIT_INCOMPLETE
 
 
@@ -192,6 +197,8 @@ def _mappings(args: argparse.Namespace) -> int:
     if args.all:
         for ident in unmapped:
             print(f"  unmapped  {ident:<58} {table.known_unmapped[ident]}")
+        for prefix, reason in sorted(table.known_unmapped_prefixes.items()):
+            print(f"  unmapped  {prefix + '*':<58} {reason}")
     else:
         print(f"  ({len(unmapped)} known but unmapped types: `wearfhir mappings --all` lists them with reasons)")
     return EXIT_OK
@@ -207,7 +214,7 @@ def _demo(args: argparse.Namespace) -> int:
         write_export(export, SynthSpec(records=args.records))
     ns = argparse.Namespace(source=export, patient="Patient/demo-patient", patient_identifier=None,
                             out=args.workdir / "fhir", raw=args.raw, summaries=args.summaries,
-                            cgm_days=args.cgm_days, fhir=None, progress=args.progress)
+                            cgm_days=args.cgm_days, fhir=None, progress=args.progress, timezone=args.timezone)
     return _import(ns)
 
 
@@ -256,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--raw", choices=["all", "spot", "none"], default="spot",
                      help="raw Observations to write: spot metrics only (default), all, or none")
     _summary_flags(imp)
+    _timezone_flag(imp)
     _fhir_flags(imp, required=False)
     _progress_flags(imp)
     imp.set_defaults(run=_import)
@@ -278,6 +286,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--records", type=int, default=300_000)
     demo.add_argument("--raw", choices=["all", "spot", "none"], default="spot")
     _summary_flags(demo)
+    _timezone_flag(demo)
     demo.add_argument("--regenerate", action="store_true", help="write a new export even if one exists")
     _progress_flags(demo)
     demo.set_defaults(run=_demo)
@@ -322,6 +331,13 @@ def _dlq_store_flags(parser: Any) -> None:
                         help="dead-letter file (default ./dead-letters.ndjson)")
     parser.add_argument("--redis", dest="redis_url", metavar="URL",
                         help="keep dead letters in a Redis stream instead (redis://host:6379/0)")
+
+
+def _timezone_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timezone", metavar="ZONE",
+                        help="the patient's IANA time zone (e.g. Europe/Berlin): the local clock of hour, day and "
+                             "night windows and of written times. Default: the zone the export's records name "
+                             "(HKTimeZone), else the UTC offset the export wrote (the offset at export time)")
 
 
 def _summary_flags(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from mappers.summary import SummaryBatch
 __all__ = ["ImportReport"]
 
 _EXAMPLES = 3
+FAILED_REJECTION_SHARE = 0.5  # more than half of the records rejected: the import failed
 
 
 @dataclass
@@ -22,6 +23,7 @@ class ImportReport:
     sources: list[SourceReport] = field(default_factory=list)
     samples: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
+    same_slot: Counter[str] = field(default_factory=Counter)
     raw_skipped: Counter[str] = field(default_factory=Counter)
     observations: Counter[str] = field(default_factory=Counter)
     resources: Counter[str] = field(default_factory=Counter)
@@ -37,6 +39,7 @@ class ImportReport:
         """Count a mapped batch (its resources are counted as they are written)."""
         self.samples[batch.metric] += batch.samples
         self.duplicates[batch.metric] += batch.duplicates
+        self.same_slot[batch.metric] += batch.same_slot
         self.raw_skipped[batch.metric] += batch.raw_skipped
 
     def add_written(self, resource_type: str, metric: str | None, count: int = 1) -> None:
@@ -80,6 +83,31 @@ class ImportReport:
         return bool(self.sources) and all(s.stopped is None for s in self.sources) and not refused
 
     @property
+    def failure(self) -> str | None:
+        """Why the run failed although it read its input, or None: no record became a sample (all rejected, or
+        none of a mapped type), or more than half of them were rejected (clinical data that silently vanished is
+        worse than none)."""
+        read = self.records_read
+        rejected = sum(self.rejections.values())
+        malformed = sum(c for (reason, _), c in self.rejections.items() if reason == "malformed XML")
+        seen = read + malformed  # malformed records were never read as records
+        top = "; ".join(f"{count:,} {reason}" for (reason, _), count in self.rejections.most_common(3))
+        if seen and not self.resources.get("Observation") and not sum(self.samples.values()):
+            # (samples that the --raw/--summaries options chose not to write are the user's choice, not a failure)
+            if rejected:
+                return (f"no Observation was written from {seen:,} records: {rejected:,} were rejected ({top}). "
+                        "See the rejected list for reasons and lines.")
+            return (f"no Observation was written: none of the {seen:,} records is of a type wearfhir maps "
+                    "(`wearfhir mappings` lists them)")
+        if not seen:
+            return "the export holds no records: nothing was imported"
+        if rejected > FAILED_REJECTION_SHARE * seen:
+            share = f"{100 * rejected / seen:.0f} %"
+            return (f"{rejected:,} of {seen:,} records ({share}) were rejected ({top}): more than "
+                    f"{FAILED_REJECTION_SHARE:.0%} is a failed import. See the rejected list for reasons and lines.")
+        return None
+
+    @property
     def records_read(self) -> int:
         """All records read by every source."""
         return sum(sum(s.records_by_type.values()) for s in self.sources)
@@ -91,6 +119,7 @@ class ImportReport:
             total = sum(src.records_by_type.values())
             rate = f" in {seconds:.1f} s ({total / seconds:,.0f} records/s)" if seconds else ""
             lines.append(f"Read {total:,} records from {src.description} ({src.bytes_read:,} bytes){rate}")
+            lines.append(f"  {_zone_line(src)}")
             lines.append("  records per type:")
             for name, count in sorted(src.records_by_type.items(), key=lambda kv: (-kv[1], kv[0])):
                 lines.append(f"    {count:>10,}  {name}")
@@ -112,7 +141,10 @@ class ImportReport:
         for metric in metrics:
             extra = []
             if self.duplicates[metric]:
-                extra.append(f"{self.duplicates[metric]:,} duplicates dropped")
+                extra.append(_counted(self.duplicates[metric], "exact duplicate") + " dropped")
+            if self.same_slot[metric]:
+                extra.append(_counted(self.same_slot[metric], "same-time record")
+                             + " with another value kept as distinct")
             if self.raw_skipped[metric]:
                 how = "summarised, not written raw" if self.summaries[metric] else "not written raw nor summarised"
                 extra.append(f"{self.raw_skipped[metric]:,} dense samples {how} (--raw all writes them)")
@@ -144,3 +176,21 @@ class ImportReport:
             if src.stopped:
                 lines.append(f"INCOMPLETE: {src.stopped}")
         return "\n".join(lines)
+
+
+def _counted(count: int, noun: str) -> str:
+    """``1 exact duplicate``, ``2 exact duplicates``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _zone_line(src: SourceReport) -> str:
+    """What the local days, nights and hours of this source follow."""
+    if src.timezone_origin == "option":
+        return f"time zone: {src.timezone} (--timezone); records with their own HKTimeZone keep theirs"
+    if src.timezone_origin == "export":
+        return (f"time zone: {src.timezone} (named by {src.zone_records:,} records' HKTimeZone; --timezone ZONE "
+                "overrides it)")
+    written = f" ({src.written_offset})" if src.written_offset else ""
+    return ("time zone: none known — day, night and hour windows follow the UTC offset the export wrote"
+            f"{written}, which is the offset when the export was made, not necessarily the patient's clock "
+            "(an hour off for half the year across DST). Pass --timezone ZONE (e.g. --timezone Europe/Berlin).")

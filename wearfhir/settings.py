@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aggregates.accumulate import WINDOWS
 from mappers.ids import DEFAULT_IDENTIFIER_BASE
+from mappers.zones import resolve_zone
 from wearfhir.errors import ConfigError
 
 __all__ = ["ImportSettings", "PATIENT_REFERENCE", "SUMMARY_WINDOWS", "parse_summaries"]
@@ -48,6 +49,14 @@ class ImportSettings(BaseModel):
     summaries: frozenset[str] = frozenset(SUMMARY_WINDOWS)
     cgm_days: int = Field(default=14, ge=1, le=90)
     rejected: Path | None = None  # where rejected input records are listed when there is no ``out``
+    timezone: str | None = None  # the patient's IANA zone; None: the zone the export names, else its offsets
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and resolve_zone(value) is None:
+            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. Europe/Berlin, America/New_York)")
+        return value
 
     @field_validator("summaries", mode="before")
     @classmethod
@@ -63,7 +72,8 @@ class ImportSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ImportSettings:
-        """Read ``WEARFHIR_SOURCE``/``_PATIENT``/``_OUT``; optional ``_RAW``, ``_SUMMARIES``, ``_IDENTIFIER_BASE``."""
+        """Read ``WEARFHIR_SOURCE``/``_PATIENT``/``_OUT``; optional ``_RAW``, ``_SUMMARIES``, ``_IDENTIFIER_BASE``,
+        ``_TIMEZONE``."""
         missing = [k for k in ("WEARFHIR_SOURCE", "WEARFHIR_PATIENT", "WEARFHIR_OUT") if not env.get(k)]
         if missing:
             raise ConfigError(f"set {', '.join(missing)} to run the import flow")
@@ -78,4 +88,6 @@ class ImportSettings(BaseModel):
             values["summaries"] = env["WEARFHIR_SUMMARIES"]
         if env.get("WEARFHIR_IDENTIFIER_BASE"):
             values["identifier_base"] = env["WEARFHIR_IDENTIFIER_BASE"]
+        if env.get("WEARFHIR_TIMEZONE"):
+            values["timezone"] = env["WEARFHIR_TIMEZONE"]
         return cls.model_validate(values)
