@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,43 @@ def test_an_unknown_time_zone_is_a_usage_error(export, tmp_path, capsys) -> None
     code = main(["import", str(export), "--patient", "Patient/p1", "--out", str(tmp_path / "o"),
                  "--timezone", "Europe/Atlantis"])
     assert code == 2 and "--timezone" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def dst_exports(tmp_path_factory) -> dict[str, Path]:
+    """The same synthetic samples (20 Oct - 5 Nov 2024 in New York, across the fall-back day), written as an iPhone
+    writes them (the export-time offset on every date, HKTimeZone on some records) and with each date in its own
+    offset and no zone at all."""
+    folder = tmp_path_factory.mktemp("dst")
+    spec = SynthSpec(records=20_000, traps=False)
+    return {"iphone": write_export(folder / "iphone.zip", spec),
+            "per-sample": write_export(folder / "per-sample.zip",
+                                       replace(spec, offsets="per-sample", zone_metadata=False))}
+
+
+def test_an_iphone_export_gets_its_local_days_from_the_zone_it_names(dst_exports, tmp_path, capsys) -> None:
+    def imported(name: str, *extra: str) -> list[bytes]:
+        out = tmp_path / f"{name}{len(extra)}"
+        assert main(["import", str(dst_exports[name]), "--patient", "Patient/p1", "--out", str(out), "--no-progress",
+                     "--raw", "all", *extra]) == 0
+        # sorted: the files differ in size, so the reader's chunks (and the order of batches) fall elsewhere
+        return sorted((out / "Observation.ndjson").read_bytes().splitlines())
+
+    iphone = imported("iphone")
+    assert "time zone: America/New_York (named by" in capsys.readouterr().out
+    # every date of the iPhone export reads -0500 (it was made in winter); the zone puts October back in -04:00
+    resources = [json.loads(line) for line in iphone]
+    hourly = [o for o in resources if "|heart_rate|hour|" in o["identifier"][0]["value"]
+              and o["effectivePeriod"]["start"].startswith("2024-11-03")]
+    assert len(hourly) == 25
+    (day,) = [o for o in resources if "|heart_rate|day|2024-11-03|" in o["identifier"][0]["value"]]
+    assert day["effectivePeriod"] == {"start": "2024-11-03T00:00:00-04:00", "end": "2024-11-04T00:00:00-05:00"}
+    # the same samples, each written in its own offset and with the patient's zone given: the same resources
+    assert imported("per-sample", "--timezone", "America/New_York") == iphone
+    # without any zone, the written offsets are the clock: right everywhere but on the DST day and the night into it
+    # (its midnight when the first sample came after the change; the local offset shown for an instant after the
+    # change that a sample or segment started before it) — the report says so and asks for --timezone
+    offsets_only = imported("per-sample")
+    assert "time zone: none known" in capsys.readouterr().out
+    changed = {json.loads(line)["identifier"][0]["value"] for line in set(offsets_only) ^ set(iphone)}
+    assert changed and all("|2024-11-03" in value or "|night|2024-11-02|" in value for value in changed)
