@@ -1,6 +1,9 @@
 """Import benchmark: wearfhir vs the lxml parse floor vs healthkit-to-sqlite 1.0.1, in one run.
 
-Usage: ``python bench/import_bench.py --records 1000000 [--only wearfhir] [--repeat 1]``
+Usage: ``python bench/import_bench.py --records 1000000 [--only wearfhir] [--repeat 1] [--baseline REV]``
+
+``--baseline REV`` also times wearfhir as it was at git revision REV (a worktree in bench/work, run with the
+same interpreter), on the same export: the cost or gain of a change, as a ratio measured in one run.
 
 Each contender runs as its own process on the same ``export.zip`` (a synthetic export with a valid DTD so
 that every contender can read it); wall time and that process's peak RSS (``wait4``) are recorded.
@@ -59,7 +62,7 @@ def ensure_export(records: int) -> tuple[Path, int]:
     sys.path.insert(0, str(HERE.parent))
     from wearfhir.synth import SynthSpec, write_export
 
-    path = WORK / f"export-{records}.zip"
+    path = WORK / f"export-{records}-v2.zip"  # v2: dates as iPhones write them (one export-time offset)
     if not path.exists():
         print(f"generating {path.name} ...", flush=True)
         write_export(path, SynthSpec(records=records, broken_dtd=False, traps=False))
@@ -68,11 +71,21 @@ def ensure_export(records: int) -> tuple[Path, int]:
     return path, size
 
 
+def baseline_tree(rev: str) -> Path:
+    """A git worktree of ``rev`` under bench/work (made once)."""
+    tree = WORK / f"baseline-{rev}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(tree), rev], check=True,
+                       stdout=subprocess.DEVNULL)
+    return tree
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--only", action="append", help="run only these contenders (repeatable)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the best is kept")
+    parser.add_argument("--baseline", metavar="REV", help="also time wearfhir at this git revision")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
@@ -86,6 +99,14 @@ def main() -> None:
                                "--out", str(WORK / "out-all"), "--raw", "all", "--no-progress"],
         "healthkit-to-sqlite 1.0.1": [str(bindir / "healthkit-to-sqlite"), str(export), str(WORK / "hk.db")],
     }
+    if args.baseline:
+        tree = baseline_tree(args.baseline)
+        run_old = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); "
+                   "from wearfhir.cli import main; sys.exit(main())"]
+        for raw in ("spot", "all"):
+            contenders[f"wearfhir --raw {raw} @{args.baseline}"] = [
+                *run_old, "import", str(export), "--patient", "Patient/bench", "--out", str(WORK / f"out-{raw}"),
+                "--raw", raw, "--no-progress"]
     rows = []
     for name, argv in contenders.items():
         if args.only and not any(o in name for o in args.only):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -45,10 +46,19 @@ def slot_key(sample: Sample) -> int:
     return _digest(_prefix(sample) + _PACK_TIMES(sample.start_epoch, sample.end_epoch))
 
 
+_MIX = 0x9E3779B97F4A7C15  # odd: multiplying spreads a 32-bit value checksum over 64 bits
+_MASK = (1 << 64) - 1
+
+
+def _with_value(slot: int, sample: Sample) -> int:
+    return slot ^ ((zlib.crc32(value_text(sample).encode()) + 1) * _MIX & _MASK)
+
+
 def identity_key(sample: Sample) -> int:
-    """A stable 64-bit key of a sample's identity: its slot and its value (:func:`~mappers.ids.value_text`)."""
-    return _digest(_prefix(sample) + _PACK_TIMES(sample.start_epoch, sample.end_epoch)
-                   + value_text(sample).encode())
+    """A stable 64-bit key of a sample's identity: its slot key mixed with a checksum of its value
+    (:func:`~mappers.ids.value_text`). Two values of one slot share a key with odds of 1 in 2^32 (CRC-32), keys
+    of different slots with odds of 1 in 2^64; one BLAKE2b per sample serves both keys."""
+    return _with_value(slot_key(sample), sample)
 
 
 class DuplicateFilter:
@@ -127,10 +137,10 @@ class SampleFilter:
     def filter(self, samples: list[Sample]) -> FilterResult:
         """The samples not seen before (first occurrence kept, order preserved), with the counts."""
         n = len(samples)
-        identities = np.fromiter((identity_key(s) for s in samples), dtype=np.uint64, count=n)
+        slot_list = [slot_key(s) for s in samples]
+        identities = np.fromiter(map(_with_value, slot_list, samples), dtype=np.uint64, count=n)
         keep = self.identities.keep_mask(identities)
-        slots = np.fromiter((slot_key(s) for s, k in zip(samples, keep.tolist(), strict=True) if k),
-                            dtype=np.uint64)
+        slots = np.array(slot_list, dtype=np.uint64)[keep]
         fresh_slots = self.slots.keep_mask(slots)
         kept = [s for s, k in zip(samples, keep.tolist(), strict=True) if k]
         return FilterResult(kept, n - len(kept), int(len(kept) - fresh_slots.sum()))

@@ -85,13 +85,14 @@ def value_text(sample: Sample) -> str:
 
     Part of the identity: ``8`` and ``9`` metres in the same slot are two samples.
     """
-    parts = []
-    if sample.value is not None:
-        parts.append(repr(sample.value))
-    if sample.code is not None:
-        parts.append(sample.code)
-    if sample.components:
-        parts.append(",".join(f"{key}={value!r}" for key, value in sample.components))
+    value, code, components = sample.value, sample.code, sample.components
+    if code is None and not components:  # a plain quantity: the hot path
+        return "" if value is None else repr(value)
+    parts = [] if value is None else [repr(value)]
+    if code is not None:
+        parts.append(code)
+    if components:
+        parts.append(",".join(f"{key}={number!r}" for key, number in components))
     return ";".join(parts)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from mappers.context import CATEGORY_DISPLAY, OBSERVATION_CATEGORY_SYSTEM, UCUM_SYSTEM, FhirContext
 from mappers.ids import resource_id, sample_identifier_value
 from mappers.resources import device_reference
-from mappers.sample import DeviceInfo, Sample, SourceInfo
+from mappers.sample import DeviceInfo, Sample, SourceInfo, local_times
 from mappers.tables import Metric
 
 __all__ = ["ObservationBuilder", "category_element", "category_for", "code_element", "quantity"]
@@ -116,10 +116,11 @@ class ObservationBuilder:
         if subject is None:
             subject = self._subjects[sample.patient] = {"reference": sample.patient}
         obs["subject"] = subject
+        start, end = local_times(sample)  # the instants, in the local offsets of the sample's zone
         if sample.start_epoch == sample.end_epoch:
-            obs["effectiveDateTime"] = sample.start.isoformat()
+            obs["effectiveDateTime"] = start.isoformat()
         else:
-            obs["effectivePeriod"] = {"start": sample.start.isoformat(), "end": sample.end.isoformat()}
+            obs["effectivePeriod"] = {"start": start.isoformat(), "end": end.isoformat()}
         if metric.kind == "quantity" and sample.value is not None:
             obs["valueQuantity"] = quantity(sample.value, metric)
         elif sample.code is not None:

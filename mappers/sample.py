@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import NamedTuple
 
+from mappers.zones import zone_offset
+
 __all__ = ["DeviceInfo", "Rejection", "Sample", "SampleBatch", "SourceInfo", "SourceReport", "batch_key",
-           "epoch_times", "utc_offset_seconds"]
+           "epoch_times", "local_times", "utc_offset_seconds"]
 
 _UNIX_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 _FIXED_OFFSETS: dict[tzinfo, int] = {}
+_FIXED_ZONES: dict[int, timezone] = {}
 
 
 def _epoch(moment: datetime, offset: int) -> float:
@@ -51,6 +54,33 @@ def epoch_times(start: datetime, end: datetime) -> tuple[float, float, int]:
     return first, _epoch(end, _offset(end)), offset
 
 
+def _fixed_zone(offset: int) -> timezone:
+    zone = _FIXED_ZONES.get(offset)
+    if zone is None:
+        zone = _FIXED_ZONES[offset] = timezone(timedelta(seconds=offset))
+    return zone
+
+
+def local_times(sample: Sample) -> tuple[datetime, datetime]:
+    """The sample's start and end written in the local offsets of its zone (the same instants).
+
+    Sources keep the instants as written (an iPhone writes the offset of the export's day on every date) and
+    give the start's local offset as ``utc_offset``; only what is shown to people (an Observation's effective
+    time) needs local datetimes, so they are made here, for those samples only.
+    """
+    start = sample.start
+    if _offset(start) != sample.utc_offset:
+        start = start.astimezone(_fixed_zone(sample.utc_offset))
+    if sample.end_epoch == sample.start_epoch:
+        return start, start
+    end = sample.end
+    if sample.timezone is not None:
+        offset = zone_offset(sample.timezone, sample.end_epoch)
+        if _offset(end) != offset:
+            end = end.astimezone(_fixed_zone(offset))
+    return start, end
+
+
 class DeviceInfo(NamedTuple):
     """The hardware that produced a sample, as the vendor describes it."""
 
@@ -76,12 +106,13 @@ class Sample(NamedTuple):
     ``code`` for categorical samples (sleep stages, workout types); panels such as blood pressure carry
     ``components`` as ``(metric, value)`` pairs in canonical units.
 
-    Time (DESIGN §2): ``start``/``end`` are the exact instants, written in the *local* offset of the sample's
-    IANA zone ``timezone`` (the record's own zone, else the patient's); ``timezone`` is None only when no zone
-    is known, and then the offset is the one the source wrote. ``start_epoch``/``end_epoch`` (epoch seconds)
-    and ``utc_offset`` (the local offset of the start, seconds) are the same times as numbers, computed once
-    by the source and read by the duplicate filter, the identifiers and the aggregates, so no later stage
-    converts a datetime again.
+    Time (DESIGN §2): ``start``/``end`` are the exact instants as the source wrote them (tz-aware; the offset
+    may be the export's, not the patient's). ``timezone`` is the IANA zone of the sample's local clock (the
+    record's own zone, else the patient's; None only when no zone is known, and then the written offset is the
+    clock). ``start_epoch``/``end_epoch`` (epoch seconds) and ``utc_offset`` (the *local* offset of the start
+    in that zone, seconds) are computed once by the source and read by the duplicate filter, the identifiers
+    and the aggregates, so no later stage converts a datetime again; :func:`local_times` gives the start and
+    end in local offsets, for what is shown to people.
     """
 
     patient: str

@@ -8,6 +8,7 @@ import pytest
 
 from connectors.healthkit.normalize import HealthKitNormalizer
 from connectors.healthkit.xml_stream import HealthDataStream
+from mappers.sample import local_times
 from mappers.tables import healthkit_table, metrics
 from tests.helpers import HEADER, WATCH, export_xml, normalize, record
 from wearfhir.errors import ConfigError
@@ -233,8 +234,9 @@ def test_the_written_offset_fixes_the_instant_and_the_zone_gives_the_local_clock
     (local,), _, _ = normalize_in(xml, "America/New_York")
     assert local.start_epoch == written.start_epoch == written.start.timestamp() == local.start.timestamp()
     assert written.utc_offset == -5 * 3600 and written.timezone is None
-    assert local.utc_offset == -4 * 3600 and local.start.isoformat() == "2024-05-17T09:00:00-04:00"
-    assert local.timezone == "America/New_York"
+    assert local.utc_offset == -4 * 3600 and local.timezone == "America/New_York"
+    assert [t.isoformat() for t in local_times(local)] == ["2024-05-17T09:00:00-04:00"] * 2
+    assert [t.isoformat() for t in local_times(written)] == ["2024-05-17T08:00:00-05:00"] * 2
 
 
 def test_a_record_s_own_zone_wins_over_the_patient_s() -> None:
@@ -246,7 +248,8 @@ def test_a_record_s_own_zone_wins_over_the_patient_s() -> None:
     samples, rejections, _ = normalize_in(xml, "Europe/Berlin")
     assert not rejections
     assert [s.timezone for s in samples] == ["Asia/Jerusalem", "Europe/Berlin", "Europe/Berlin"]
-    assert [s.start.isoformat()[11:] for s in samples] == ["09:00:00+03:00", "08:00:00+02:00", "08:00:00+02:00"]
+    assert [local_times(s)[0].isoformat()[11:] for s in samples] == ["09:00:00+03:00", "08:00:00+02:00",
+                                                                      "08:00:00+02:00"]
 
 
 def test_an_unknown_patient_zone_is_a_configuration_error() -> None:
@@ -279,7 +282,8 @@ def test_ios8_records_compact_dates_source_attribute_average_and_enum_values_are
     assert not rejections
     steps, heart, weight, sleep = sorted(samples, key=lambda s: ["steps", "heart_rate", "body_weight",
                                                                  "sleep"].index(s.metric))
-    assert steps.start.isoformat() == "2014-01-07T10:43:00-08:00" and steps.end.hour == 11 and steps.value == 142
+    assert [t.isoformat() for t in local_times(steps)] == ["2014-01-07T10:43:00-08:00", "2014-01-07T11:43:00-08:00"]
+    assert steps.value == 142
     assert steps.source.name == "AppleHealthDevice"
     assert heart.value == 67.0002 and heart.unit == "/min"  # 1.11667 count/s, no float noise
     assert weight.user_entered and weight.value == 71.1
@@ -352,3 +356,13 @@ def test_workout_distance_is_coded_by_activity_and_zero_is_left_out(workout: str
     sample = one(export_xml(workout))
     distances = {k: v for k, v in sample.components if k.startswith("distance") or k == "workout_distance"}
     assert distances == ({} if distance is None else {distance[0]: pytest.approx(distance[1])})
+
+
+def test_local_times_cross_a_dst_change_inside_one_sample() -> None:
+    # written in the export's -0500; the sample starts before and ends after the fall-back change in New York
+    xml = export_xml(record("StepCount", "300", "count", start="2024-11-03 00:30:00 -0500",
+                            end="2024-11-03 01:30:00 -0500"))
+    (sample,), _, _ = normalize_in(xml, "America/New_York")
+    start, end = local_times(sample)
+    assert (start.isoformat(), end.isoformat()) == ("2024-11-03T01:30:00-04:00", "2024-11-03T01:30:00-05:00")
+    assert (start.timestamp(), end.timestamp()) == (sample.start_epoch, sample.end_epoch)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
 from connectors.healthkit.dates import parse_healthkit_date
-from mappers.sample import DeviceInfo, Rejection, Sample, SampleBatch, SourceInfo, epoch_times, utc_offset_seconds
+from mappers.sample import DeviceInfo, Rejection, Sample, SampleBatch, SourceInfo, epoch_times
 from mappers.tables import HealthKitTable, HealthKitType, Metric
 from mappers.units import convert
 from mappers.zones import resolve_zone, zone_offset
@@ -41,7 +41,8 @@ _DEVICE_KEYS = {"name", "manufacturer", "model", "hardware", "software"}
 # suffix is dropped so one watch stays one Device.
 _LEGAL_SUFFIX = re.compile(r",?\s+(?:Inc\.?|Incorporated|Corp\.?|Corporation|Ltd\.?|Limited|LLC|GmbH|AG|S\.?A\.?|"
                            r"Co\.?|B\.?V\.?|Oy|AB)\Z", re.IGNORECASE)
-_FIXED_ZONES: dict[int, timezone] = {}
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z ]*\Z")
 
 
 def normalise_manufacturer(name: str | None) -> str | None:
@@ -49,20 +50,6 @@ def normalise_manufacturer(name: str | None) -> str | None:
     if not name:
         return name
     return _LEGAL_SUFFIX.sub("", name.strip()) or name.strip()
-
-
-def _fixed_zone(offset: int) -> timezone:
-    zone = _FIXED_ZONES.get(offset)
-    if zone is None:
-        zone = _FIXED_ZONES[offset] = timezone(timedelta(seconds=offset))
-    return zone
-
-
-def _in_offset(moment: datetime, offset: int) -> datetime:
-    """The same instant written in ``offset`` (seconds)."""
-    return moment if utc_offset_seconds(moment) == offset else moment.astimezone(_fixed_zone(offset))
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z ]*\Z")
 
 
 def parse_device(text: str) -> DeviceInfo | None:
@@ -176,8 +163,8 @@ class HealthKitNormalizer:
         return zone or self.zone
 
     def _interval(self, attrs: Attrs, metadata: Attrs, line: int, vendor_type: str) -> Interval | None:
-        """Start and end in the local offset of the record's zone, the same as epoch seconds, the start's local
-        offset and the zone (``epoch_times``); None (and a rejection) for a bad or impossible interval."""
+        """Start and end as written, the same as epoch seconds, the start's local offset in the record's zone and
+        the zone; None (and a rejection) for a bad or impossible interval."""
         start_text = attrs.get("startDate")
         end_text = attrs.get("endDate") or start_text
         try:
@@ -201,10 +188,7 @@ class HealthKitNormalizer:
             return None
         zone = self._zone_of(attrs, metadata)
         if zone is not None:
-            offset = zone_offset(zone, first)
-            start_local = _in_offset(start, offset)
-            end = start_local if end is start else _in_offset(end, zone_offset(zone, last))
-            start = start_local
+            offset = zone_offset(zone, first)  # the local clock; the datetimes keep the written offset
         return start, end, first, last, offset, zone
 
     def _conversion(self, spec: HealthKitType, unit: str, metric_key: str) -> tuple[Metric, float, float] | str:
