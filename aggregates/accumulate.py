@@ -38,6 +38,7 @@ from mappers.zones import zone_offsets
 __all__ = ["AccumulatorSpec", "Flushed", "SummaryAccumulator", "WINDOWS"]
 
 WINDOWS = ("hour", "day", "night", "cgm")
+FOLD_CHUNK = 65_536  # cumulative samples de-duplicated and folded at once at a flush (bounds its temporaries)
 ABSORB_SAMPLES = 16_384  # samples gathered (unfolded, as they came) before they are keyed and folded at once
 T = TypeVar("T", WindowStats, SleepNights, CgmStats)
 
@@ -262,6 +263,33 @@ class SummaryAccumulator:
     def _fold_cumulative(self, samples: SampleColumns) -> None:
         """Re-fold all cumulative windows: de-duplication depends on every overlapping source's samples.
 
+        The samples (in time order) are handled ``FOLD_CHUNK`` at a time, each chunk with the earlier and later
+        samples that overlap it as context for de-duplication, and the chunk folds merged: the flush's
+        temporaries stay bounded however many samples a metric keeps (~75 bytes a sample at once, before).
+        """
+        valued = samples.valued()
+        if not is_sorted(valued.start):
+            valued = valued.take(np.argsort(valued.start, kind="stable"))
+        windows = self.spec.windows
+        finest = "hour" if "hour" in windows else "day"
+        parts: dict[str, list[WindowStats]] = {w: [] for w in ("hour", "day") if w in windows}
+        n = len(valued)
+        reach = np.maximum.accumulate(valued.end) if n else valued.end  # the latest end so far
+        for first in range(0, n, FOLD_CHUNK):
+            stop = min(first + FOLD_CHUNK, n)
+            # context: earlier samples still open when the chunk starts, later ones that start before it ends (or
+            # when it ends: an instant there lies in them)
+            low = min(int(np.searchsorted(reach, valued.start[first], side="right")), first)
+            high = max(int(np.searchsorted(valued.start, reach[stop - 1], side="right")), stop)
+            folded = self._fold_part(valued.take(slice(low, high)), first - low, stop - low, finest)  # type: ignore[arg-type]
+            for window, stats in folded.items():
+                parts[window].append(stats)
+        for window, found in parts.items():
+            self._folds[window] = merge_all(found)
+
+    def _fold_part(self, cols: SampleColumns, first: int, stop: int, finest: str) -> dict[str, WindowStats]:
+        """Fold the samples ``first:stop`` of ``cols`` (the others are context for de-duplication only).
+
         Cut the samples at the boundaries of the finest window wanted (hours, else days) and prorate their
         values by time, de-duplicate the pieces (each keeps the share of its own time that no higher priority
         covers), then fold them per hour, and per day by the local day each hour piece lies in (local
@@ -269,29 +297,24 @@ class SummaryAccumulator:
         number of samples contributing to it: a piece counts when it still contributes (or its sample's value
         is 0), and a sample counts once in a day however many of its hours the day holds.
         """
-        valued = samples.valued()
-        if not is_sorted(valued.start):
-            valued = valued.take(np.argsort(valued.start, kind="stable"))
-        windows = self.spec.windows
-        finest = "hour" if "hour" in windows else "day"
-        pieces = self._pieces(finest, valued)
-        shares = prorated(pieces, valued.start, valued.end, valued.value)
-        values = deduplicate_sources(pieces.start, pieces.end, shares, pieces.of(valued.priority))
-        counted = (values > 0) | (pieces.of(valued.value) == 0)  # pieces that still count for something
-        offsets = self._piece_offsets(pieces, valued.offset)
-        keys, starts, rows = pieces.keys, pieces.start, pieces.rows
-        if not counted.all():
-            keys, starts, values, offsets = keys[counted], starts[counted], values[counted], offsets[counted]
-            rows = rows[counted] if rows is not None else np.flatnonzero(counted)
-        self._folds[finest] = fold(keys, values, tag=offsets)
-        if finest == "hour" and "day" in windows:
+        pieces = self._pieces(finest, cols)
+        shares = prorated(pieces, cols.start, cols.end, cols.value)
+        values = deduplicate_sources(pieces.start, pieces.end, shares, pieces.of(cols.priority))
+        rows = pieces.rows if pieces.rows is not None else np.arange(len(cols))
+        counted = ((values > 0) | (pieces.of(cols.value) == 0)) & (rows >= first) & (rows < stop)
+        offsets = self._piece_offsets(pieces, cols.offset)
+        keys, starts, values, offsets, rows = (pieces.keys[counted], pieces.start[counted], values[counted],
+                                               offsets[counted], rows[counted])
+        out = {finest: fold(keys, values, tag=offsets)}
+        if finest == "hour" and "day" in self.spec.windows:
             days = day_keys(starts, offsets)  # the zone's offset at each piece's start: its local day
             stats = fold(days, values, tag=offsets)
-            if rows is not None and len(rows):  # count each sample once per day, not once per hour piece
+            if len(rows):  # count each sample once per day, not once per hour piece
                 first_in_day = np.r_[True, (rows[1:] != rows[:-1]) | (days[1:] != days[:-1])]
                 counts = np.bincount(np.searchsorted(stats.keys, days[first_in_day]), minlength=len(stats))
                 stats = replace(stats, count=counts.astype(np.int64))
-            self._folds["day"] = stats
+            out["day"] = stats
+        return out
 
 
 def window_bounds(window: str, stats: WindowStats, zone: str | None = None

@@ -1,8 +1,10 @@
-"""Exact-duplicate removal across a whole run, in flat memory: 16 bytes per distinct sample.
+"""Exact-duplicate removal across a whole run, in flat memory: 8 bytes per distinct sample.
 
 Exact duplicates (equal in every attribute that matters, value included) are dropped. Records of the same
 slot (type, source, start, end) with another value are distinct samples: kept, and counted apart so a
-report can say how many there were.
+report can say how many there were. One key serves both questions: 40 bits of the slot's BLAKE2b, then 24
+bits of a CRC-32 of the value, so a slot's samples sort next to each other and "was this slot seen?" is a
+range look-up in the same sorted set as "was this sample seen?".
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def _digest(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+SLOT_BITS = 40  # of a sample key: the slot's fingerprint; the other 24 bits are the value's checksum
+_VALUE_BITS = 64 - SLOT_BITS
+_VALUE_MASK = (1 << _VALUE_BITS) - 1
+
+
 def slot_key(sample: Sample) -> int:
     """A stable 64-bit key of a sample's slot: :func:`~mappers.ids.identity_head` plus its interval.
 
@@ -46,19 +53,17 @@ def slot_key(sample: Sample) -> int:
     return _digest(_prefix(sample) + _PACK_TIMES(sample.start_epoch, sample.end_epoch))
 
 
-_MIX = 0x9E3779B97F4A7C15  # odd: multiplying spreads a 32-bit value checksum over 64 bits
-_MASK = (1 << 64) - 1
-
-
-def _with_value(slot: int, sample: Sample) -> int:
-    return slot ^ ((zlib.crc32(value_text(sample).encode()) + 1) * _MIX & _MASK)
-
-
 def identity_key(sample: Sample) -> int:
-    """A stable 64-bit key of a sample's identity: its slot key mixed with a checksum of its value
-    (:func:`~mappers.ids.value_text`). Two values of one slot share a key with odds of 1 in 2^32 (CRC-32), keys
-    of different slots with odds of 1 in 2^64; one BLAKE2b per sample serves both keys."""
-    return _with_value(slot_key(sample), sample)
+    """A stable 64-bit key of a sample's identity: the top 40 bits of its slot key, then 24 bits of a CRC-32 of
+    its value (:func:`~mappers.ids.value_text`).
+
+    Odds of a wrong answer, per pair of samples of one (patient, metric): two slots sharing a fingerprint
+    2^-40 (a same-slot count one too high: ~0.5 expected in a million samples of one metric), two values of
+    one slot sharing a checksum 2^-24 (same-slot records are rare: tens in an export), both at once 2^-64
+    (a sample dropped as a duplicate it is not).
+    """
+    slot = slot_key(sample)
+    return (slot >> _VALUE_BITS << _VALUE_BITS) | (zlib.crc32(value_text(sample).encode()) & _VALUE_MASK)
 
 
 class DuplicateFilter:
@@ -92,6 +97,20 @@ class DuplicateFilter:
             found |= run[pos] == keys
         return found
 
+    def _has_range(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Whether any remembered key lies in [low, high], element-wise."""
+        found = np.zeros(len(low), dtype=bool)
+        for run in self._runs:
+            pos = np.searchsorted(run, low)
+            inside = pos < len(run)
+            found[inside] |= run[pos[inside]] <= high[inside]
+        return found
+
+    def has_prefix(self, keys: np.ndarray, low_bits: int) -> np.ndarray:
+        """Whether a remembered key shares each key's bits above the lowest ``low_bits``, element-wise."""
+        low = keys >> np.uint64(low_bits) << np.uint64(low_bits)
+        return self._has_range(low, low | np.uint64((1 << low_bits) - 1))
+
     def keep_mask(self, keys: np.ndarray) -> np.ndarray:
         """Mark which keys are new (first occurrence, never seen before) and remember them."""
         if len(keys) == 0:
@@ -100,16 +119,20 @@ class DuplicateFilter:
         new = ~self._member(unique)
         keep = np.zeros(len(keys), dtype=bool)
         keep[first[new]] = True
-        fresh = unique[new]
-        if len(fresh):
-            self._runs.append(fresh)
-            self.seen += len(fresh)
-            while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
-                last = self._runs.pop()
-                merged = np.concatenate((self._runs.pop(), last))
-                merged.sort()
-                self._runs.append(merged)
+        self._remember(unique[new])
         return keep
+
+    def _remember(self, fresh: np.ndarray) -> None:
+        """Add sorted, unique keys not yet remembered."""
+        if not len(fresh):
+            return
+        self._runs.append(fresh)
+        self.seen += len(fresh)
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            last = self._runs.pop()
+            merged = np.concatenate((self._runs.pop(), last))
+            merged.sort()
+            self._runs.append(merged)
 
 
 class FilterResult(NamedTuple):
@@ -124,23 +147,25 @@ class SampleFilter:
     """The run's duplicate filter: drops exact duplicates, and counts distinct samples sharing a slot."""
 
     def __init__(self) -> None:
-        self.identities = DuplicateFilter()
-        self.slots = DuplicateFilter()
+        self.keys = DuplicateFilter()
 
     def __deepcopy__(self, memo: dict[int, object]) -> SampleFilter:
         """A cheap copy for Bytewax's per-epoch snapshot (see :meth:`DuplicateFilter.__deepcopy__`)."""
         twin = SampleFilter()
-        twin.identities = self.identities.__deepcopy__(memo)
-        twin.slots = self.slots.__deepcopy__(memo)
+        twin.keys = self.keys.__deepcopy__(memo)
         return twin
 
     def filter(self, samples: list[Sample]) -> FilterResult:
         """The samples not seen before (first occurrence kept, order preserved), with the counts."""
         n = len(samples)
-        slot_list = [slot_key(s) for s in samples]
-        identities = np.fromiter(map(_with_value, slot_list, samples), dtype=np.uint64, count=n)
-        keep = self.identities.keep_mask(identities)
-        slots = np.array(slot_list, dtype=np.uint64)[keep]
-        fresh_slots = self.slots.keep_mask(slots)
+        keys = np.fromiter((identity_key(s) for s in samples), dtype=np.uint64, count=n)
+        slot_seen = self.keys.has_prefix(keys, _VALUE_BITS)  # before this batch
+        keep = self.keys.keep_mask(keys)
+        kept_keys = keys[keep]
+        # a kept sample shares a slot when the slot was seen before this batch or earlier in it
+        _, first_of_slot = np.unique(kept_keys >> np.uint64(_VALUE_BITS), return_index=True)
+        same_slot = slot_seen[keep]
+        later = np.ones(len(kept_keys), dtype=bool)
+        later[first_of_slot] = False
         kept = [s for s, k in zip(samples, keep.tolist(), strict=True) if k]
-        return FilterResult(kept, n - len(kept), int(len(kept) - fresh_slots.sum()))
+        return FilterResult(kept, n - len(kept), int((same_slot | later).sum()))

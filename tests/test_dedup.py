@@ -78,3 +78,32 @@ def test_a_snapshot_is_independent_of_the_filter_it_was_taken_from(batches: list
     original = [dedup.keep_mask(np.array(b, dtype=np.uint64)).tolist() for b in later]
     restored = [snapshot.keep_mask(np.array(b, dtype=np.uint64)).tolist() for b in later]
     assert restored == original and snapshot.seen == dedup.seen
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches=st.lists(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 3)), max_size=30), max_size=12))
+def test_duplicates_and_same_slot_counts_match_python_sets(batches: list[list[tuple[int, int]]]) -> None:
+    """(slot, value) pairs as samples: exact repeats are dropped, other values of a seen slot are counted."""
+    seen: set[tuple[int, int]] = set()
+    slots: set[int] = set()
+    dedup = SampleFilter()
+    for batch in batches:
+        samples = [_sample(slot, value) for slot, value in batch]
+        expected_kept, duplicates, same_slot = [], 0, 0
+        for pair in batch:
+            if pair in seen:
+                duplicates += 1
+                continue
+            same_slot += pair[0] in slots
+            seen.add(pair)
+            slots.add(pair[0])
+            expected_kept.append(pair)
+        result = dedup.filter(samples)
+        assert [(int(s.start_epoch), s.value) for s in result.kept] == expected_kept
+        assert (result.duplicates, result.same_slot) == (duplicates, same_slot)
+
+
+def _sample(slot: int, value: int):
+    """A steps sample whose slot is ``slot`` (its start) and whose value is ``value``."""
+    (base,), _, _ = normalize(export_xml(record("StepCount", "1", "count")))
+    return base._replace(start_epoch=float(slot), end_epoch=float(slot) + 60, value=value)

@@ -653,3 +653,42 @@ def test_minimum_and_maximum_are_the_sample_values_unrounded() -> None:
     assert stats["minimum"]["valueQuantity"]["value"] == 61.4567
     assert stats["maximum"]["valueQuantity"]["value"] == 92.123456
     assert hour["valueQuantity"]["value"] == round((61.4567 + 92.123456) / 2, 2)  # the mean is for display
+
+
+@st.composite
+def long_and_short_cumulative_samples(draw):
+    """Steps-like samples of two sources: minutes long, with a few that last hours or days."""
+    n = draw(st.integers(1, 80))
+    start = np.sort(np.array(draw(st.lists(st.integers(0, 6 * 86400), min_size=n, max_size=n)), dtype=np.float64))
+    length = np.array(draw(st.lists(st.sampled_from([0, 60, 600, 3000, 5 * 3600, 2 * 86400]), min_size=n,
+                                    max_size=n)), dtype=np.float64)
+    value = np.array(draw(st.lists(st.integers(0, 2000), min_size=n, max_size=n)), dtype=np.float64)
+    priority = np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.int16)
+    base = 1.7099e9  # 2024-03-09: the spring-forward night of New York is in the range
+    return SampleColumns(start + base, start + base + length, np.full(n, -5 * 3600, dtype=np.int32), value,
+                         priority, np.full(n, -1, dtype=np.int16), priority.astype(np.uint32))
+
+
+@settings(max_examples=100, deadline=None)
+@given(long_and_short_cumulative_samples(), st.integers(1, 9), st.sampled_from([None, "America/New_York"]))
+def test_cumulative_windows_folded_in_chunks_equal_one_fold(cols, chunk, zone) -> None:
+    """The flush folds cumulative samples FOLD_CHUNK at a time with overlapping context: same windows as at once."""
+    import aggregates.accumulate as accumulate
+
+    spec = AccumulatorSpec(windows=frozenset({"hour", "day"}), cumulative=True, zone=zone)
+    results = []
+    saved = accumulate.FOLD_CHUNK
+    try:
+        for size in (10**9, chunk):
+            accumulate.FOLD_CHUNK = size
+            acc = SummaryAccumulator(spec)
+            acc.add(cols)
+            results.append(acc.flush())
+    finally:
+        accumulate.FOLD_CHUNK = saved
+    whole, chunked = results
+    for window in ("hour", "day"):
+        a, b = getattr(whole, window), getattr(chunked, window)
+        assert a.keys.tolist() == b.keys.tolist()
+        assert a.total == pytest.approx(b.total) and a.count.tolist() == b.count.tolist()
+        assert a.tag.tolist() == b.tag.tolist()
