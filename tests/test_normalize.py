@@ -366,3 +366,10 @@ def test_local_times_cross_a_dst_change_inside_one_sample() -> None:
     start, end = local_times(sample)
     assert (start.isoformat(), end.isoformat()) == ("2024-11-03T01:30:00-04:00", "2024-11-03T01:30:00-05:00")
     assert (start.timestamp(), end.timestamp()) == (sample.start_epoch, sample.end_epoch)
+
+
+def test_a_workout_duration_in_minutes_is_kept_to_the_last_digit() -> None:
+    workout = (' <Workout workoutActivityType="HKWorkoutActivityTypeCycling" duration="72.54702780048052" '
+               'durationUnit="min" sourceName="Apple Watch" startDate="2024-03-10 08:00:00 -0400" '
+               'endDate="2024-03-10 09:12:33 -0400">\n </Workout>\n')
+    assert dict(one(export_xml(workout)).components) == {"workout_duration": 72.54702780048052}

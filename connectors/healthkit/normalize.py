@@ -27,7 +27,7 @@ from datetime import date, datetime
 from connectors.healthkit.dates import parse_healthkit_date
 from mappers.sample import DeviceInfo, Rejection, Sample, SampleBatch, SourceInfo, epoch_times
 from mappers.tables import HealthKitTable, HealthKitType, Metric
-from mappers.units import convert
+from mappers.units import conversion
 from mappers.zones import resolve_zone, zone_offset
 from wearfhir.errors import ConfigError
 
@@ -43,6 +43,15 @@ _LEGAL_SUFFIX = re.compile(r",?\s+(?:Inc\.?|Incorporated|Corp\.?|Corporation|Ltd
                            r"Co\.?|B\.?V\.?|Oy|AB)\Z", re.IGNORECASE)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z ]*\Z")
+
+
+def converted(value: float, factor: float, offset: float) -> float:
+    """``value`` in another unit without float noise: 12 significant digits (``0.97`` × 100 is ``97``, not
+    ``97.00000000000001``), which keeps every digit a device writes; a value that needs no conversion is
+    returned exactly as it is."""
+    if factor == 1.0 and offset == 0.0:
+        return value
+    return float(f"{value * factor + offset:.12g}")
 
 
 def normalise_manufacturer(name: str | None) -> str | None:
@@ -229,7 +238,7 @@ class HealthKitNormalizer:
             return None
         metric, factor, offset = conv
         if factor != 1.0 or offset != 0.0:
-            value = float(f"{value * factor + offset:.12g}")
+            value = converted(value, factor, offset)
         elif raw.isascii() and raw.isdigit():
             value = int(raw)  # type: ignore[assignment]
         bounds = metric.value_range
@@ -426,7 +435,7 @@ class HealthKitNormalizer:
         metric = self._metrics[metric_key]
         ucum = self._table.units.get(unit, unit)
         try:
-            value = float(f"{convert(float(raw), ucum, metric.unit):.12g}")
+            value = converted(float(raw), *conversion(ucum, metric.unit))
         except (ValueError, ConfigError):
             self._reject("unreadable workout duration", line, "HKWorkoutTypeIdentifier",
                          f"duration unit {unit!r} must convert to {metric.unit}")
