@@ -218,6 +218,13 @@ def _demo(args: argparse.Namespace) -> int:
     return _import(ns)
 
 
+def _view(args: argparse.Namespace) -> int:
+    from wearfhir.view import serve_viewer
+
+    serve_viewer(args.host, args.port)
+    return EXIT_OK
+
+
 def _validate(args: argparse.Namespace) -> int:
     from wearfhir.validate import validate_ndjson
 
@@ -290,6 +297,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--regenerate", action="store_true", help="write a new export even if one exists")
     _progress_flags(demo)
     demo.set_defaults(run=_demo)
+
+    view = sub.add_parser("view", help="serve the SMART on FHIR viewer (static files) for an EHR or an open server")
+    view.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    view.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    view.set_defaults(run=_view)
 
     val = sub.add_parser("validate", help="validate NDJSON resources against FHIR R4 (fhir.resources)")
     val.add_argument("files", nargs="+", help="NDJSON files")
