@@ -7,13 +7,16 @@ Bergenstal et al., Diabetes Care 2018):
 * GMI (%) = 3.31 + 0.02392 × mean glucose (mg/dL);
 * CV (%) = 100 × standard deviation / mean (sample standard deviation);
 * days of wear = local days with at least one reading;
-* sensor active (%) = readings × the sensor's reading interval / the reporting period.
+* sensor active (%) = readings × the sensor's reading interval / the whole reporting period.
 
 The reporting period is the fixed ``days``-long block that holds the readings (blocks start on a Monday,
-counted from Monday 1970-01-05, so a re-import or late data updates the same report), clipped to the local
-days that have readings (an export that starts or ends mid-block reports the days it covers). Its start and
-end are local midnights: by the patient's zone's rules when the zone is known, else in the offsets of the
-period's first and last readings.
+counted from Monday 1970-01-05, so a re-import or late data updates the same report), reported **whole**:
+the consensus measures wear against the reporting period, so two days of readings in a 14-day block are
+≈14 % sensor active ("insufficient data" below 70 %), never 100 % of the two days worn. A block that is
+still running when the export ends is reported the same way and amended as data arrives. Its start and end
+are the local midnights that open its first day and close its last: by the patient's zone's rules when the
+zone is known, else in the offsets of the period's first and last readings. ``first_day`` / ``last_day``
+are its first and last (inclusive) local days: the HL7 CGM IG writes the period as these dates.
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ class CgmStats:
     """Per reporting period (arrays aligned with ``keys``)."""
 
     keys: np.ndarray  # period index: local day // days
-    start: np.ndarray  # epoch seconds of the first covered local midnight
+    start: np.ndarray  # epoch seconds of the local midnight that opens the period's first day
     start_offset: np.ndarray
-    end: np.ndarray  # epoch seconds of the local midnight after the last covered day
+    end: np.ndarray  # epoch seconds of the local midnight that closes the period's last day
     end_offset: np.ndarray
     count: np.ndarray
     mean: np.ndarray
@@ -54,6 +57,16 @@ class CgmStats:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def first_day(self) -> np.ndarray:
+        """The local day number (days since 1970-01-01) of each period's first day."""
+        return self.keys * self.days + PERIOD_ANCHOR_DAY
+
+    @property
+    def last_day(self) -> np.ndarray:
+        """The local day number of each period's last day (inclusive)."""
+        return self.first_day + (self.days - 1)
 
 
 def period_keys(epoch: np.ndarray, offset: np.ndarray, days: int) -> np.ndarray:
@@ -105,9 +118,10 @@ def cgm_stats(epoch: np.ndarray, offset: np.ndarray, value: np.ndarray, edges: n
                             minlength=len(stats.keys))
     first = np.searchsorted(period, stats.keys, side="left")
     last = np.searchsorted(period, stats.keys, side="right") - 1
-    # from the first covered local midnight to the midnight after the last covered day
-    start, start_offset, end, end_offset = day_window_bounds(day[first], offset[first], day[last], offset[last],
-                                                             zone)
+    # the whole block: from the midnight that opens its first day to the one that closes its last day
+    first_day = stats.keys * days + PERIOD_ANCHOR_DAY
+    start, start_offset, end, end_offset = day_window_bounds(first_day, offset[first], first_day + (days - 1),
+                                                             offset[last], zone)
     interval = reading_interval(epoch)
     active = np.minimum(100.0, 100.0 * n * interval / (end - start))
     return CgmStats(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from mappers.context import FhirContext
 from mappers.observation import ObservationBuilder
-from mappers.resources import to_fhir_device
+from mappers.resources import reading_device, to_fhir_device
 from mappers.sample import DeviceInfo, SampleBatch
 from mappers.tables import Metric
 
@@ -46,7 +46,7 @@ class BatchMapper:
         self.metrics = metrics
         self.ctx = ctx
         self.policy = policy
-        self.observations = ObservationBuilder(metrics, ctx)
+        self.observations = ObservationBuilder(metrics, ctx, cgm_source_devices=True)
 
     def __call__(self, batch: SampleBatch, duplicates: int = 0, same_slot: int = 0) -> MappedBatch:
         """Map one batch; ``duplicates`` is how many samples were dropped from it upstream, ``same_slot`` how many
@@ -66,12 +66,14 @@ def map_batch(batch: SampleBatch, mapper: BatchMapper, duplicates: int = 0, same
     if not writes_raw(metric, policy):
         out.raw_skipped = len(batch.samples)
         return out
+    cgm = "cgm" in metric.summaries  # CGM readings reference a Device shaped as the HL7 CGM IG's cgm-device
     devices: dict[DeviceInfo, None] = {}
     observations = []
     build = mapper.observations.build
     for sample in batch.samples:
         observations.append(build(sample, metric, VENDOR_SYSTEMS[sample.origin]))
-        if sample.source.device is not None:
-            devices[sample.source.device] = None
-    out.resources = [to_fhir_device(batch.patient, d, ctx) for d in devices] + observations
+        device = reading_device(sample.source, cgm)
+        if device is not None:
+            devices[device] = None
+    out.resources = [to_fhir_device(batch.patient, d, ctx, cgm=cgm) for d in devices] + observations
     return out

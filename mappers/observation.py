@@ -12,7 +12,7 @@ from typing import Any
 
 from mappers.context import CATEGORY_DISPLAY, OBSERVATION_CATEGORY_SYSTEM, UCUM_SYSTEM, FhirContext
 from mappers.ids import resource_id, sample_identifier_value
-from mappers.resources import device_reference
+from mappers.resources import device_reference, reading_device
 from mappers.sample import DeviceInfo, Sample, SourceInfo, local_times
 from mappers.tables import Metric
 
@@ -54,9 +54,12 @@ def quantity(value: float, metric: Metric) -> dict[str, Any]:
 class ObservationBuilder:
     """Builds raw sample Observations for one deployment (``FhirContext``), caching the shared parts."""
 
-    def __init__(self, metrics: dict[str, Metric], ctx: FhirContext) -> None:
+    def __init__(self, metrics: dict[str, Metric], ctx: FhirContext, cgm_source_devices: bool = False) -> None:
+        """``cgm_source_devices``: a CGM reading without an ``HKDevice`` references the sensor its app names
+        (:func:`mappers.resources.reading_device`); only for callers that also write that Device."""
         self._metrics = metrics
         self._ctx = ctx
+        self._cgm_source_devices = cgm_source_devices
         self._system = ctx.system("sample")
         self._heads: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
         self._provenance: dict[tuple[SourceInfo, bool], list[dict[str, Any]]] = {}
@@ -131,8 +134,11 @@ class ObservationBuilder:
                 {"code": code_element(metrics[key]), "valueQuantity": quantity(v, metrics[key])}
                 for key, v in sample.components
             ]
-        if sample.source.device is not None:
-            obs["device"] = self._device(sample.patient, sample.source.device)
+        device = sample.source.device
+        if device is None and self._cgm_source_devices:
+            device = reading_device(sample.source, "cgm" in metric.summaries)
+        if device is not None:
+            obs["device"] = self._device(sample.patient, device)
         return obs
 
     def _coded_value(self, sample: Sample, metric: Metric, vendor_system: str) -> dict[str, Any]:

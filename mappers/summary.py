@@ -3,14 +3,20 @@
 * hour / day windows: ``valueQuantity`` is the mean (sampled metrics) or the total (cumulative metrics,
   after source de-duplication, long samples prorated over the windows they cross); ``component``s carry
   minimum, maximum and count for sampled metrics and the count for cumulative ones (a per-sample minimum
-  of step counts means nothing to a clinician), each coded with the metric's code plus
-  ``observation-statistics``; metrics with bands add time in range. Minimum and maximum are sample values
+  of step counts means nothing to a clinician), each coded with ``observation-statistics`` alone (see
+  ``_stat_code``: R4 obs-7); metrics with bands add time in range. Minimum and maximum are sample values
   as measured (never rounded); means and totals are rounded to the metric's ``decimals`` for display.
   Daily totals use the 24-hour LOINC code where there is one (steps 41950-7 ``/d``). A cumulative
   window's count is the number of samples contributing to it (a sample across two hours counts in both).
 * sleep: one Observation per night, total sleep (93832-4) as the value, minutes per stage as components;
   a night with in-bed time but no sleep is "Time in bed" (the in-bed stage code) with the in-bed minutes.
-* CGM: the ``cgm-summary`` panel (107931-8) and its six members, per the HL7 CGM IG 1.0.0.
+* CGM: the ``cgm-summary`` panel (107931-8) and its six members, per the HL7 CGM IG 1.0.0: the reporting
+  period as dates (last day inclusive), the whole block, members in the IG's order, the IG's quantity patterns,
+  and an "insufficient data" note below 70 % sensor active (see ``_cgm``). Hour and day summaries of CGM
+  glucose are coded as the mean glucose over a period (97507-8), never as a reading (99504-3).
+
+Every summary carries a generated narrative (:mod:`mappers.narrative`) built from the same statistics as its
+structured values, so a window re-emitted ``amended`` carries the narrative of its new values.
 
 Every summary has identifier system ``…/summary`` and a value naming patient, metric, window and
 statistic set, so a re-run or late data re-uses the id (status ``amended`` when late data changed it).
@@ -24,16 +30,17 @@ from typing import Any
 import numpy as np
 
 from aggregates.accumulate import Flushed, window_bounds
-from aggregates.cgm import CgmStats, period_first_day
+from aggregates.cgm import CgmStats
 from aggregates.sleep import SleepNights
 from aggregates.stats import WindowStats
 from mappers.context import UCUM_SYSTEM, FhirContext
 from mappers.ids import resource_id
+from mappers.narrative import day_text, hour_text, narrative, night_text, number, period_text, repeated_hour
 from mappers.observation import category_for
-from mappers.tables import Coding, Metric
+from mappers.tables import Metric
 
-__all__ = ["CGM_BANDS", "CGM_MEMBERS", "STATISTICS_SYSTEM", "SUMMARY_PART_WINDOWS", "SummaryBatch",
-           "SummaryBuilder"]
+__all__ = ["CGM_BANDS", "CGM_MEMBERS", "CGM_SUFFICIENT_ACTIVE", "STATISTICS_SYSTEM", "SUMMARY_PART_WINDOWS",
+           "SummaryBatch", "SummaryBuilder"]
 
 Resource = dict[str, Any]
 
@@ -64,6 +71,12 @@ CGM_MEMBERS = {
     "sensor-active": ("104637-4", "Percentage of time continuous glucose monitor device worn Reporting Period "
                       "Calculated", "cgm-summary-sensor-active-percentage"),
 }
+# the IG's quantity patterns (profiles.fsh: GlucoseMassPerVolume 'mg/dL' "mg/dl", QuantityPercent '%' "%",
+# days of wear 'd' "days"): a pattern fixes the unit text too
+MEAN_GLUCOSE_UNIT = {"unit": "mg/dl", "system": UCUM_SYSTEM, "code": "mg/dL"}
+# consensus (Battelino et al., Diabetes Care 2019): CGM metrics are reliable with >= 70 % of 14 days of data
+CGM_SUFFICIENT_ACTIVE = 70.0
+_BAND_SHORT = ("very low", "low", "target", "high", "very high")
 _STAT_DISPLAY = {"average": "Average", "minimum": "Minimum", "maximum": "Maximum", "count": "Count",
                  "sum": "Sum"}
 _WINDOW_TEXT = {"hour": "hourly", "day": "daily"}
@@ -115,6 +128,21 @@ def _percent(value: float) -> dict[str, Any]:
     return {"value": round(float(value), 2), "unit": "%", "system": UCUM_SYSTEM, "code": "%"}
 
 
+def _bands_text(shares: list[float], unit: str = "%") -> str:
+    """``"Time in ranges: very low 12.5 %, low 12.5 %, target 50 %, high 12.5 %, very high 12.5 %"``."""
+    return "Time in ranges: " + ", ".join(f"{name} {number(share, 2)} {unit}"
+                                          for name, share in zip(_BAND_SHORT, shares, strict=True))
+
+
+def _samples_text(count: int, what: str = "samples") -> str:
+    return f"{number(count)} {what[:-1] if count == 1 else what}"
+
+
+def _priority_text(metric: Metric) -> str:
+    """How overlapping sources were de-duplicated (cumulative metrics)."""
+    return f"Where sources overlap: {' preferred over '.join(metric.source_priority)}, then other apps"
+
+
 class SummaryBuilder:
     """Builds summary Observations for one deployment."""
 
@@ -138,10 +166,28 @@ class SummaryBuilder:
         return obs
 
     @staticmethod
-    def _stat_code(codings: tuple[Coding, ...], statistic: str, text: str) -> dict[str, Any]:
-        coding = [c.as_fhir() for c in codings]
-        coding.append({"system": STATISTICS_SYSTEM, "code": statistic, "display": _STAT_DISPLAY[statistic]})
-        return {"coding": coding, "text": text}
+    def _stat_code(statistic: str, text: str) -> dict[str, Any]:
+        """A statistics component's code: the ``observation-statistics`` coding alone, and a text naming the metric.
+
+        Not the metric's LOINC coding as well: R4 obs-7 forbids a component whose code shares a coding with the
+        Observation's code while the Observation has a value (here the mean or total), and a viewer that shows a
+        component by its first coding would print "Heart rate: 61, Heart rate: 92" for the minimum and maximum.
+        The metric is already the Observation's code; the text ("Heart rate, minimum") names both for people.
+        """
+        return {"coding": [{"system": STATISTICS_SYSTEM, "code": statistic, "display": _STAT_DISPLAY[statistic]}],
+                "text": text}
+
+    @staticmethod
+    def _summary_code(metric: Metric, window: str) -> tuple[list[dict[str, str]], str, str]:
+        """(codings as FHIR JSON, UCUM unit, unit text) of an hour or day summary's code and value."""
+        if "cgm" in metric.summaries:
+            # the mean of CGM readings over a window is not a reading: 99504-3 codes one sensor reading (the IG's
+            # cgm-sensor-reading profile); 97507-8 is the average interstitial glucose over a stated period (the
+            # IG's mean-glucose member), the period being effectivePeriod (metrics.toml [cgm_glucose])
+            loinc, display, _ = CGM_MEMBERS["mean"]
+            return [{"system": LOINC, "code": loinc, "display": display}], metric.unit, metric.unit_display
+        codings, unit, unit_display = metric.summary_codings(window)
+        return [c.as_fhir() for c in codings], unit, unit_display
 
     # -- entry point --------------------------------------------------------------------------------------
     def build(self, patient: str, metric: Metric, flushed: Flushed) -> list[Resource]:
@@ -164,11 +210,13 @@ class SummaryBuilder:
         """Hour or day summaries; the per-window texts and numbers are prepared as whole arrays first.
         ``zone`` (the patient's IANA zone, or None) places the day windows' local midnights."""
         cumulative = metric.aggregation == "cumulative"
-        codings, unit, unit_display = metric.summary_codings(window)
+        codings, unit, unit_display = self._summary_code(metric, window)
         what = "total" if cumulative else "mean"
-        code: dict[str, Any] = {"text": f"{metric.display}, {_WINDOW_TEXT[window]} {what}"}
+        display = "CGM glucose" if "cgm" in metric.summaries else metric.display
+        code_text = f"{display}, {_WINDOW_TEXT[window]} {what}"
+        code: dict[str, Any] = {"text": code_text}
         if codings:
-            code = {"coding": [c.as_fhir() for c in codings], **code}
+            code = {"coding": codings, **code}
         category = category_for(metric.category)
         subject = {"reference": patient}
         bounds = window_bounds(window, stats, zone)
@@ -186,9 +234,10 @@ class SummaryBuilder:
         shares = (np.round(100.0 * stats.bands / stats.count[:, None], 2).tolist()
                   if stats.bands is not None and len(metric.bands) == 4 else None)
         statset = "total-count" if cumulative else "mean-min-max-count"  # no "," or "|": search-friendly
-        comp_min = self._stat_code(codings, "minimum", f"{metric.display}, minimum")
-        comp_max = self._stat_code(codings, "maximum", f"{metric.display}, maximum")
-        comp_count = self._stat_code(codings, "count", "Number of samples")
+        comp_min = self._stat_code("minimum", f"{display}, minimum")
+        comp_max = self._stat_code("maximum", f"{display}, maximum")
+        comp_count = self._stat_code("count", f"{display}, number of samples")
+        priority = _priority_text(metric) if cumulative else None
         head = f"{patient}|{metric.key}|{window}|"
         q = {"unit": metric.unit_display, "system": UCUM_SYSTEM, "code": metric.unit}
         out = []
@@ -205,6 +254,17 @@ class SummaryBuilder:
                 components.extend({"code": band_code, "valueQuantity": _percent(share)}
                                   for band_code, share in zip(_BAND_CODES, shares[i], strict=True))
             obs["component"] = components
+            period = periods[i]
+            when = (hour_text(period["start"], period["end"], repeated_hour(period["start"], zone))
+                    if window == "hour" else day_text(period["start"]))
+            details = [] if cumulative else [
+                f"Minimum {number(minimum[i], decimals)}, maximum {number(maximum[i], decimals)} {unit_display}"]
+            details.append(f"From {_samples_text(counts[i])}")
+            if shares is not None:
+                details.append(_bands_text(shares[i]))
+            if priority is not None:
+                details.append(priority)
+            obs["text"] = narrative(f"{code_text}: {number(values[i], decimals)} {unit_display}", when, details)
             out.append(obs)
         return out
 
@@ -253,37 +313,108 @@ class SummaryBuilder:
                 obs["component"] = components
             if "valueQuantity" not in obs and not components:
                 continue  # nothing counted that night (only out-of-bed markers)
+            obs["text"] = self._night_narrative(metric, nights, i, night, value_stage, periods[i])
             out.append(obs)
         return out
 
+    @staticmethod
+    def _night_narrative(metric: Metric, nights: SleepNights, i: int, night: str, value_stage: int | None,
+                         period: dict[str, str]) -> dict[str, Any]:
+        """"Sleep, night of Tue 12 Mar 2024: 435 min asleep (7 h 15 min)", the span, and minutes per stage."""
+        def minutes(value: float) -> str:
+            hours, rest = divmod(int(round(value)), 60)
+            if not hours:
+                return f"{number(value, 1)} min"
+            return f"{number(value, 1)} min ({hours} h {rest} min)" if rest else f"{number(value, 1)} min ({hours} h)"
+
+        if value_stage == -1:
+            headline = f"{metric.display}, {night_text(night)}: {minutes(nights.minutes[i, -1])} asleep"
+        elif value_stage is not None:
+            headline = f"Time in bed, {night_text(night)}: {minutes(nights.minutes[i, value_stage])}"
+        else:
+            headline = f"{metric.display}, {night_text(night)}: no sleep recorded"
+        window = f"{night_text(night)}: {period['start'][11:16]} to {day_text(period['end'])} {period['end'][11:16]}"
+        details = [f"{metric.codes.get(stage, stage)}: {minutes(nights.minutes[i, j])}"
+                   for j, stage in enumerate(nights.stages[:-1]) if nights.recorded[i, j]]
+        return narrative(headline, window, details)
+
     # -- CGM ----------------------------------------------------------------------------------------------
     def _cgm(self, patient: str, metric: Metric, cgm: CgmStats, status: np.ndarray) -> list[Resource]:
+        """The ``cgm-summary`` panel of each reporting period and its six members (HL7 CGM IG 1.0.0).
+
+        * ``effectivePeriod``: the period's first and last days as dates (the IG's "YYYY-MM-DD"; the last day is
+          inclusive, as in the IG's example ``2024-05-01``–``2024-05-31``), the whole block however many days
+          have readings; sensor-active % is measured against it (aggregates.cgm).
+        * members in the IG's order (mean, times in ranges, GMI, CV, days of wear, sensor active), values in
+          the IG's quantity patterns (mean glucose ``mg/dL`` with unit text ``mg/dl``).
+        * below 70 % sensor active the consensus (Battelino et al., Diabetes Care 2019) holds the metrics
+          unreliable, and the IG has no element for it: the panel and the sensor-active member say so in a
+          ``note`` (shown by every viewer) and in their narratives, and the sensor-active member carries the
+          consensus goal as ``referenceRange`` (low 70 %) with ``interpretation`` L (below it), which viewers
+          flag and code can read.
+        """
         subject = {"reference": patient}
-        periods = _periods(cgm.start, cgm.start_offset, cgm.end, cgm.end_offset)
-        firsts = _dates(np.array([period_first_day(int(k), cgm.days) for k in cgm.keys.tolist()]))
+        firsts, lasts = _dates(cgm.first_day), _dates(cgm.last_day)
+        days = cgm.days
         out = []
-        for i, first in enumerate(firsts):
-            period = periods[i]
-            base = "|".join((patient, metric.key, "cgm", f"{first}/{cgm.days}d"))
-            members: list[Resource] = []
+        for i, (first, last) in enumerate(zip(firsts, lasts, strict=True)):
+            period = {"start": first, "end": last}
+            when = f"{period_text(first, last)} ({days} days)"
+            base = "|".join((patient, metric.key, "cgm", f"{first}/{days}d"))
+            mean, gmi, cv = round(float(cgm.mean[i]), 1), round(float(cgm.gmi[i]), 2), round(float(cgm.cv[i]), 2)
+            active, worn = round(float(cgm.active_percent[i]), 2), int(cgm.days_worn[i])
+            shares = [round(float(x), 2) for x in cgm.band_percent[i]]
+            readings = f"From {_samples_text(int(cgm.count[i]), 'readings')}"
+            sufficient = active >= CGM_SUFFICIENT_ACTIVE
+            sufficiency = (
+                f"Sufficient data: sensor active {number(active, 2)} % of the reporting period (consensus goal: "
+                f"at least {number(CGM_SUFFICIENT_ACTIVE)} %)" if sufficient else
+                f"Insufficient data: sensor active {number(active, 2)} % of the reporting period, below the "
+                f"{number(CGM_SUFFICIENT_ACTIVE)} % the international consensus on time in range requires for "
+                "these metrics to be reliable")
             values: dict[str, dict[str, Any]] = {
-                "mean": {"valueQuantity": {"value": round(float(cgm.mean[i]), 1), "unit": "mg/dL",
-                                           "system": UCUM_SYSTEM, "code": "mg/dL"}},
-                "gmi": {"valueQuantity": _percent(cgm.gmi[i])},
-                "cv": {"valueQuantity": _percent(cgm.cv[i])},
-                "days-of-wear": {"valueQuantity": {"value": int(cgm.days_worn[i]), "unit": "days",
-                                                   "system": UCUM_SYSTEM, "code": "d"}},
-                "sensor-active": {"valueQuantity": _percent(cgm.active_percent[i])},
+                "mean": {"valueQuantity": {"value": mean, **MEAN_GLUCOSE_UNIT}},
                 "times-in-ranges": {"component": [
                     {"code": band_code, "valueQuantity": _percent(share)}
-                    for band_code, share in zip(_BAND_CODES, cgm.band_percent[i], strict=True)
+                    for band_code, share in zip(_BAND_CODES, shares, strict=True)
                 ]},
+                "gmi": {"valueQuantity": _percent(gmi)},
+                "cv": {"valueQuantity": _percent(cv)},
+                "days-of-wear": {"valueQuantity": {"value": worn, "unit": "days", "system": UCUM_SYSTEM,
+                                                   "code": "d"}},
+                "sensor-active": {"valueQuantity": _percent(active), "referenceRange": [{
+                    "low": _percent(CGM_SUFFICIENT_ACTIVE),
+                    "text": f"Consensus goal: sensor active at least {number(CGM_SUFFICIENT_ACTIVE)} % of the "
+                            "reporting period"}]},
             }
+            headlines = {
+                "mean": f"Mean glucose: {number(mean, 1)} mg/dL",
+                "times-in-ranges": _bands_text(shares),
+                "gmi": f"Glucose management indicator (GMI): {number(gmi, 2)} %",
+                "cv": f"Glucose coefficient of variation (CV): {number(cv, 2)} %",
+                "days-of-wear": f"Days with CGM readings: {worn} of {days}",
+                "sensor-active": f"CGM sensor active: {number(active, 2)} % of the reporting period",
+            }
+            note = None if sufficient else [{"text": sufficiency}]
+            if note:
+                values["sensor-active"]["interpretation"] = [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "L",
+                    "display": "Low"}], "text": "Insufficient data (below the consensus goal)"}]
+                values["sensor-active"]["note"] = note
+            members: list[Resource] = []
             for name in ("mean", "times-in-ranges", "gmi", "cv", "days-of-wear", "sensor-active"):
-                members.append(self._cgm_obs(f"{base}|{name}", str(status[i]), subject, CGM_MEMBERS[name], period,
-                                             values[name]))
-            panel = self._cgm_obs(f"{base}|cgm-summary", str(status[i]), subject, CGM_PANEL, period,
-                                  {"hasMember": [{"reference": f"Observation/{m['id']}"} for m in members]})
+                member = self._cgm_obs(f"{base}|{name}", str(status[i]), subject, CGM_MEMBERS[name], period,
+                                       values[name])
+                member["text"] = narrative(headlines[name], f"Reporting period {when}", [readings, sufficiency])
+                members.append(member)
+            panel_body: dict[str, Any] = {"hasMember": [{"reference": f"Observation/{m['id']}"} for m in members]}
+            if note:
+                panel_body["note"] = note
+            panel = self._cgm_obs(f"{base}|cgm-summary", str(status[i]), subject, CGM_PANEL, period, panel_body)
+            panel["text"] = narrative(
+                "CGM summary" + ("" if sufficient else ": insufficient data"), f"Reporting period {when}",
+                [headlines[name] for name in ("mean", "times-in-ranges", "gmi", "cv", "days-of-wear",
+                                              "sensor-active")] + [readings, sufficiency])
             out.extend(members)
             out.append(panel)
         return out

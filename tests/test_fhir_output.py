@@ -11,8 +11,9 @@ import pytest
 
 from mappers.batch import BatchMapper
 from mappers.context import FhirContext
-from mappers.resources import to_fhir_patient
-from mappers.sample import SampleBatch
+from mappers.observation import ObservationBuilder
+from mappers.resources import CGM_DEVICE_PROFILE, cgm_device_name, reading_device, to_fhir_device, to_fhir_patient
+from mappers.sample import DeviceInfo, SampleBatch, SourceInfo
 from mappers.tables import metrics
 from tests.helpers import export_xml, normalize, record
 from tests.test_normalize import BP_CORRELATION
@@ -122,3 +123,33 @@ def test_validation_messages_never_echo_the_value() -> None:
     problems = validate_resource(bad)
     assert problems and "valueQuantity" in problems[0]
     assert "SECRET-97" not in "\n".join(problems)
+
+
+# --- the HL7 CGM IG's cgm-device (issue 13) ----------------------------------------------------------------
+
+def test_a_cgm_reading_references_a_device_shaped_like_the_ig_cgm_device() -> None:
+    samples, _, _ = normalize(export_xml(KINDS["cgm_reading"]))  # Dexcom writes no HKDevice
+    (sample,) = samples
+    builder = ObservationBuilder(metrics(), FhirContext(), cgm_source_devices=True)
+    obs = builder.build(sample, metrics()["cgm_glucose"], "http://developer.apple.com/documentation/healthkit")
+    device_info = reading_device(sample.source, cgm=True)
+    assert device_info is not None
+    device = to_fhir_device(sample.patient, device_info, FhirContext(), cgm=True)
+    assert obs["device"] == {"reference": f"Device/{device['id']}"}
+    check_golden("cgm_device", device)
+    # cgm-device: identifier 1..*, deviceName 1..* with a user-friendly-name naming manufacturer and model
+    assert device["meta"]["profile"] == [CGM_DEVICE_PROFILE]
+    assert device["identifier"] and device["deviceName"] == [{"name": "Dexcom G7", "type": "user-friendly-name"}]
+    assert validate_resource(device) == []
+    # without the flag (no Device written for it) nothing changes: the reading references no device
+    plain = ObservationBuilder(metrics(), FhirContext()).build(sample, metrics()["cgm_glucose"], "x")
+    assert "device" not in plain
+
+
+def test_a_cgm_device_name_holds_manufacturer_and_model() -> None:
+    info = DeviceInfo("Sensor", "Dexcom", "G7", None, None)
+    assert cgm_device_name(info) == "Dexcom Sensor G7"
+    assert cgm_device_name(DeviceInfo("Dexcom G7", "Dexcom", "G7", None, None)) == "Dexcom G7"
+    assert to_fhir_device("Patient/p1", info, FhirContext(), cgm=True)["deviceName"][0]["name"] == "Dexcom Sensor G7"
+    assert "meta" not in to_fhir_device("Patient/p1", info, FhirContext())  # an iPhone is no CGM device
+    assert reading_device(SourceInfo("Zoë’s iPhone", None, None), cgm=False) is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import re
+import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -21,6 +23,8 @@ from aggregates.columns import SampleColumns, source_id, source_priority
 from aggregates.sleep import sleep_nights
 from flows.summarise import accumulator_spec
 from mappers.context import FhirContext
+from mappers.invariants import html_checks, invariant_errors
+from mappers.narrative import number, period_text
 from mappers.sample import DeviceInfo, Sample, SourceInfo, epoch_times
 from mappers.summary import CGM_BANDS, CGM_MEMBERS, STATISTICS_SYSTEM, SummaryBatch, SummaryBuilder
 from mappers.tables import metrics
@@ -128,6 +132,10 @@ GOLDEN_KINDS = {
     "summary_sleep_night": (SLEEP_NIGHT, ALL),
     "summary_cgm_panel": (cgm_readings(), frozenset({"cgm"})),
     "summary_cgm_glucose_day": (cgm_readings(days=1), frozenset({"day"})),
+    "summary_cgm_glucose_hour": (cgm_readings(days=1)[:12], frozenset({"hour"})),
+    "summary_cgm_panel_sufficient": (cgm_readings(days=14, start=datetime(2024, 3, 4, tzinfo=NY)), frozenset({"cgm"})),
+    "summary_sleep_in_bed_only": ([record(SLEEP, "HKCategoryValueSleepAnalysisInBed", start="2024-03-12 22:30:00 -0400",
+                                          end="2024-03-13 06:45:00 -0400", source="Zoë’s iPhone", device=PHONE)], ALL),
 }
 
 
@@ -173,9 +181,9 @@ def test_sampled_summary_values_and_components() -> None:
     stats = {c["code"]["coding"][-1]["code"]: c for c in first["component"]}
     assert stats["minimum"]["valueQuantity"]["value"] == 61 and stats["maximum"]["valueQuantity"]["value"] == 92
     assert stats["count"]["valueInteger"] == 3
-    for comp in first["component"]:
-        assert comp["code"]["coding"][0] == {"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}
-        assert comp["code"]["coding"][-1]["system"] == STATISTICS_SYSTEM
+    for comp in first["component"]:  # observation-statistics alone: never the Observation's own code (obs-7)
+        assert [c["system"] for c in comp["code"]["coding"]] == [STATISTICS_SYSTEM]
+        assert comp["code"]["text"].startswith("Heart rate, ")
     assert day[0]["component"][2]["valueInteger"] == 4
 
 
@@ -243,12 +251,14 @@ def test_cgm_panel_codes_members_and_values_follow_the_ig() -> None:
     assert codes["104638-2"]["valueQuantity"]["value"] == round(100 * values.std(ddof=1) / mean, 2)
     assert codes["104636-6"]["valueQuantity"] == {"value": 2, "unit": "days", "system": "http://unitsofmeasure.org",
                                                   "code": "d"}
-    assert codes["104637-4"]["valueQuantity"]["value"] == 100.0
+    # two days of readings in the 14-day block: active against the whole period, not the two days worn
+    assert codes["104637-4"]["valueQuantity"]["value"] == round(100 * 2 / 14, 2) == 14.29
     tir = codes["106793-3"]["component"]
     assert [c["code"]["coding"][0]["code"] for c in tir] == [code for code, _ in CGM_BANDS]
     shares = [c["valueQuantity"]["value"] for c in tir]
     assert shares == [12.5, 12.5, 50.0, 12.5, 12.5]  # 45 | 62 | 100,140,175,120 | 200 | 260
-    assert panel["effectivePeriod"] == {"start": "2024-03-12T00:00:00-04:00", "end": "2024-03-14T00:00:00-04:00"}
+    # the whole block (Monday 4 to Sunday 17 March) as dates, the last day inclusive
+    assert panel["effectivePeriod"] == {"start": "2024-03-04", "end": "2024-03-17"}
 
 
 def test_cgm_percentages_have_two_decimals_and_wear_reflects_gaps() -> None:
@@ -258,7 +268,7 @@ def test_cgm_percentages_have_two_decimals_and_wear_reflects_gaps() -> None:
     codes = {r["code"]["coding"][0]["code"]: r for r in resources}
     assert codes["104636-6"]["valueQuantity"]["value"] == 2
     active = codes["104637-4"]["valueQuantity"]["value"]
-    assert active == round(100 * 388 / (3 * 288), 2)
+    assert active == round(100 * 388 / (14 * 288), 2)  # readings x 5 min over the whole 14-day period
     for comp in codes["106793-3"]["component"]:
         assert round(comp["valueQuantity"]["value"], 2) == comp["valueQuantity"]["value"]
 
@@ -636,7 +646,7 @@ def test_day_and_cgm_windows_start_at_true_local_midnight_when_the_zone_is_known
         resources = SummaryBuilder(FhirContext()).build("Patient/p1", m, acc.flush())
         periods[zone] = {window_of(r): r["effectivePeriod"] for r in resources}
     right = {"start": "2024-03-10T00:00:00-05:00", "end": "2024-03-11T00:00:00-04:00"}
-    assert periods["America/New_York"] == {"day": right, "cgm": right}
+    assert periods["America/New_York"] == {"day": right, "cgm": {"start": "2024-03-04", "end": "2024-03-17"}}
     assert periods[None]["day"]["start"] == "2024-03-10T00:00:00-04:00"  # without a zone: the first sample's offset
 
 
@@ -692,3 +702,178 @@ def test_cumulative_windows_folded_in_chunks_equal_one_fold(cols, chunk, zone) -
         assert a.keys.tolist() == b.keys.tolist()
         assert a.total == pytest.approx(b.total) and a.count.tolist() == b.count.tolist()
         assert a.tag.tolist() == b.tag.tolist()
+
+
+# --- issue 13: conformant, self-describing summaries ------------------------------------------------------------
+
+IG = "http://hl7.org/fhir/uv/cgm/StructureDefinition/"
+UCUM = "http://unitsofmeasure.org"
+IG_ORDER = [("97507-8", "cgm-summary-mean-glucose-mass-per-volume"), ("106793-3", "cgm-summary-times-in-ranges"),
+            ("97506-0", "cgm-summary-gmi"), ("104638-2", "cgm-summary-coefficient-of-variation"),
+            ("104636-6", "cgm-summary-days-of-wear"), ("104637-4", "cgm-summary-sensor-active-percentage")]
+
+
+def cgm_report(readings: list[str]) -> tuple[dict, dict[str, dict]]:
+    resources = summaries_for(*readings, windows=frozenset({"cgm"}))
+    (panel,) = [r for r in resources if r["code"]["coding"][0]["code"] == "107931-8"]
+    by_id = {r["id"]: r for r in resources}
+    members = {by_id[m["reference"].split("/")[1]]["code"]["coding"][0]["code"]: by_id[m["reference"].split("/")[1]]
+               for m in panel["hasMember"]}
+    return panel, members
+
+
+def div_text(resource: dict) -> str:
+    return "".join(ET.fromstring(resource["text"]["div"]).itertext())
+
+
+def test_cgm_panel_follows_the_ig_point_by_point() -> None:
+    panel, members = cgm_report(cgm_readings(days=2))
+    # cgm-summary: LOINC 107931-8, laboratory, subject, effectivePeriod start and end as YYYY-MM-DD, 6 members
+    assert panel["meta"]["profile"] == [IG + "cgm-summary"]
+    assert panel["code"]["coding"][0]["system"] == "http://loinc.org"
+    assert panel["category"][0]["coding"][0]["code"] == "laboratory" and panel["subject"] == {"reference": "Patient/p1"}
+    assert panel["effectivePeriod"] == {"start": "2024-03-04", "end": "2024-03-17"}
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", d) for d in panel["effectivePeriod"].values())
+    # members in the IG's order, each with its profile, its LOINC code and the panel's period
+    ordered = [(m["code"]["coding"][0]["code"], m["meta"]["profile"][0].removeprefix(IG)) for m in members.values()]
+    assert ordered == IG_ORDER
+    for member in members.values():
+        assert member["effectivePeriod"] == panel["effectivePeriod"] and member["status"] == panel["status"]
+        assert member["category"] == panel["category"] and member["subject"] == panel["subject"]
+    # the profiles' quantity patterns: mean 'mg/dL' "mg/dl"; percentages '%' "%"; days of wear 'd' "days"
+    mean = members["97507-8"]["valueQuantity"]
+    assert {k: mean[k] for k in ("unit", "system", "code")} == {"unit": "mg/dl", "system": UCUM, "code": "mg/dL"}
+    for code in ("97506-0", "104638-2", "104637-4"):
+        q = members[code]["valueQuantity"]
+        assert (q["unit"], q["system"], q["code"]) == ("%", UCUM, "%")
+    q = members["104636-6"]["valueQuantity"]
+    assert (q["unit"], q["system"], q["code"]) == ("days", UCUM, "d")
+    tir = members["106793-3"]
+    assert "valueQuantity" not in tir
+    assert [c["code"]["coding"][0]["code"] for c in tir["component"]] == [code for code, _ in CGM_BANDS]
+    assert all((c["valueQuantity"]["unit"], c["valueQuantity"]["code"]) == ("%", "%") for c in tir["component"])
+    for resource in (panel, *members.values()):
+        assert validate_resource(resource) == []
+
+
+def test_two_days_in_fourteen_read_14_percent_active_and_insufficient_data() -> None:
+    panel, members = cgm_report(cgm_readings(days=2))
+    active = members["104637-4"]
+    assert active["valueQuantity"]["value"] == pytest.approx(100 * 2 / 14, abs=0.01)  # ≈14 %, not 100 %
+    assert members["104636-6"]["valueQuantity"]["value"] == 2
+    assert panel["note"][0]["text"].startswith("Insufficient data") and active["note"] == panel["note"]
+    assert active["interpretation"][0]["coding"][0]["code"] == "L"
+    assert active["referenceRange"][0]["low"]["value"] == 70
+    assert "insufficient data" in div_text(panel).lower() and "14.29 %" in div_text(panel)
+    assert "4–17 Mar 2024 (14 days)" in div_text(panel)
+    for member in members.values():
+        assert "Insufficient data" in div_text(member)
+
+
+def test_fourteen_worn_days_are_sufficient_data() -> None:
+    panel, members = cgm_report(cgm_readings(days=14, start=datetime(2024, 3, 4, tzinfo=NY)))
+    assert members["104637-4"]["valueQuantity"]["value"] >= 99
+    assert members["104636-6"]["valueQuantity"]["value"] == 14
+    assert "note" not in panel and "interpretation" not in members["104637-4"]
+    assert "Sufficient data" in div_text(panel)
+
+
+def test_sensor_active_is_measured_against_the_zones_real_length_of_the_period() -> None:
+    # the block of 4-17 March 2024 holds New York's spring-forward day: 14 x 24 - 1 hours
+    samples, _, _ = normalize(export_xml(*cgm_readings(days=1, start=datetime(2024, 3, 12, tzinfo=NY))))
+    m = metrics()["cgm_glucose"]
+    acc = SummaryAccumulator(dataclasses.replace(accumulator_spec(m, frozenset({"cgm"})), zone="America/New_York"))
+    acc.add(SampleColumns.from_samples(samples, (), m.source_priority))
+    flushed = acc.flush()
+    assert flushed.cgm is not None
+    assert float(flushed.cgm.end[0] - flushed.cgm.start[0]) == (14 * 24 - 1) * 3600
+    assert float(flushed.cgm.active_percent[0]) == pytest.approx(100 * 288 * 300 / ((14 * 24 - 1) * 3600))
+
+
+def test_hourly_and_daily_glucose_summaries_are_mean_glucose_not_readings() -> None:
+    resources = summaries_for(*cgm_readings(days=1)[:24], windows=frozenset({"hour", "day"}))
+    assert {window_of(r) for r in resources} == {"hour", "day"}
+    for obs in resources:
+        assert [c["code"] for c in obs["code"]["coding"]] == ["97507-8"]  # average glucose over a stated period
+        assert "99504-3" not in json.dumps(obs)  # the reading code is for one sensor reading only
+        assert obs["code"]["text"] in ("CGM glucose, hourly mean", "CGM glucose, daily mean")
+        assert "meta" not in obs  # not a CGM IG summary member: no profile claimed
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("summary_heart_rate", ["Heart rate, hourly mean: 76 beats/minute", "Tue 12 Mar 2024, 08:00–09:00",
+                            "Minimum 61, maximum 92 beats/minute", "From 3 samples"]),
+    ("summary_steps_watch_and_iphone", ["Steps, hourly total: 1,000 steps", "Tue 12 Mar 2024, 10:00–11:00",
+                                        "From 1 sample", "Watch preferred over iPhone"]),
+    ("summary_active_energy", ["Active energy burned, daily total: 220 kcal/day", "Tue 12 Mar 2024",
+                               "From 2 samples"]),
+    ("summary_sleep_night", ["Sleep, night of Tue 12 Mar 2024: 435 min (7 h 15 min) asleep", "22:30 to Wed 13 Mar",
+                             "Asleep (deep): 60 min (1 h)"]),
+    ("summary_cgm_glucose_day", ["CGM glucose, daily mean: 137.8 mg/dL", "Tue 12 Mar 2024", "From 288 samples",
+                                 "Time in ranges: very low 12.5 %, low 12.5 %, target 50 %"]),
+])
+def test_each_summary_kind_has_a_narrative_with_value_unit_window_and_count(kind: str, expected: list[str]) -> None:
+    elements, windows = GOLDEN_KINDS[kind]
+    first = summaries_for(*elements, windows=windows)[0]
+    assert first["text"]["status"] == "generated"
+    text = div_text(first)
+    for fragment in expected:
+        assert fragment in text, (fragment, text)
+    assert html_checks(first["text"]["div"]) == []
+
+
+def test_every_summary_has_a_safe_narrative() -> None:
+    for kind, (elements, windows) in GOLDEN_KINDS.items():
+        for obs in summaries_for(*elements, windows=windows):
+            root = ET.fromstring(obs["text"]["div"])
+            assert {e.tag.split("}")[1] for e in root.iter()} <= {"div", "p", "b", "ul", "li"}, kind
+            assert invariant_errors(obs, warnings=True) == [], kind
+
+
+def test_a_day_window_names_its_own_local_day_never_the_next() -> None:
+    # 23:55 local on 12 March: the day is Tue 12 Mar in the narrative, though it is 13 March in UTC
+    late = record("HeartRate", "70", "count/min", start="2024-03-12 23:55:00 -0400")
+    (hour, day) = summaries_for(late, windows=frozenset({"hour", "day"}))
+    assert "Tue 12 Mar 2024" in div_text(day) and "13 Mar" not in div_text(day)
+    assert "Tue 12 Mar 2024, 23:00–00:00" in div_text(hour)
+
+
+def test_an_amended_window_carries_the_narrative_of_its_new_values() -> None:
+    samples, _, _ = normalize(export_xml(*HEART_RATE))
+    accs = accumulate(samples, frozenset({"hour"}))
+    builder = SummaryBuilder(FhirContext())
+    first = {r["id"]: r for r in flush(accs, builder)}
+    late, _, _ = normalize(export_xml(record("HeartRate", "120", "count/min", start="2024-03-12 08:40:00 -0400")))
+    accs["heart_rate"].add(SampleColumns.from_samples(late, (), metrics()["heart_rate"].source_priority))
+    (amended,) = flush(accs, builder)
+    assert amended["status"] == "amended" and amended["id"] in first
+    assert "From 3 samples" in div_text(first[amended["id"]])
+    assert "Heart rate, hourly mean: 87 beats/minute" in div_text(amended)  # (61 + 75 + 92 + 120) / 4
+    assert "maximum 120" in div_text(amended) and "From 4 samples" in div_text(amended)
+
+
+@pytest.mark.parametrize(("first", "last", "text"), [
+    ("2024-03-04", "2024-03-17", "4–17 Mar 2024"),
+    ("2024-02-26", "2024-03-10", "26 Feb – 10 Mar 2024"),
+    ("2023-12-25", "2024-01-07", "25 Dec 2023 – 7 Jan 2024"),
+])
+def test_periods_are_written_with_an_inclusive_last_day(first: str, last: str, text: str) -> None:
+    assert period_text(first, last) == text
+
+
+def test_numbers_are_written_for_people() -> None:
+    assert [number(8412), number(1234567.891, 2), number(76.25, 1), number(131.0, 1), number(0.5)] == \
+        ["8,412", "1,234,567.89", "76.2", "131", "0.5"]
+
+
+def test_the_repeated_fall_back_hour_names_its_offset_in_the_narrative() -> None:
+    local = datetime(2024, 11, 3, tzinfo=NY)
+    samples, _, _ = normalize(export_xml(*hourly_heart_rate(local, local + timedelta(days=1))))
+    m = metrics()["heart_rate"]
+    acc = SummaryAccumulator(dataclasses.replace(accumulator_spec(m, frozenset({"hour"})), zone="America/New_York"))
+    acc.add(SampleColumns.from_samples(samples, (), m.source_priority))
+    texts = [div_text(r) for r in SummaryBuilder(FhirContext()).build("Patient/p1", m, acc.flush())]
+    assert len(texts) == 25
+    assert [t for t in texts if "(UTC" in t] == [t for t in texts if "01:00–02:00" in t]
+    assert any("Sun 3 Nov 2024, 01:00–02:00 (UTC-04:00)" in t for t in texts)
+    assert any("Sun 3 Nov 2024, 01:00–02:00 (UTC-05:00)" in t for t in texts)

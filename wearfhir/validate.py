@@ -1,8 +1,9 @@
 """FHIR R4 validation of what wearfhir writes: fhir.resources (R4B models) plus the checks it lacks.
 
 fhir.resources does not catch a bad ``status`` code, over-long ids, malformed references or empty
-arrays (DESIGN §7), so those are checked here too. Used by tests, ``wearfhir validate`` and, optionally,
-1-in-N at run time.
+arrays (DESIGN §7), and evaluates no invariant, so those are checked here too: the R4 invariants
+(obs-7, vs-1 …, dom-*, ele-1, txt-*) with a FHIRPath engine (:mod:`mappers.invariants`, ~1 ms a resource).
+Used by tests, ``wearfhir validate`` and, optionally, 1-in-N at run time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from mappers.invariants import invariant_errors
 
 __all__ = ["validate_ndjson", "validate_resource"]
 
@@ -66,6 +69,7 @@ def validate_resource(resource: dict[str, Any]) -> list[str]:
     if rtype in _STATUS and status not in _STATUS[rtype]:
         problems.append(f"status {status!r} is not a {rtype} status code")
     problems.extend(_walk(resource, rtype))
+    problems.extend(invariant_errors(resource))
     try:
         _model(rtype).model_validate(resource)
     except Exception as exc:  # noqa: BLE001 - any model error is a finding to report
