@@ -27,6 +27,7 @@ from typing import TypeVar
 import numpy as np
 
 from aggregates.cgm import CgmStats, cgm_stats, period_keys
+from aggregates.cgm_profile import CgmProfile, cgm_profile
 from aggregates.columns import SampleColumns
 from aggregates.overlap import deduplicate_sources
 from aggregates.prorate import Grid, Pieces, prorated, split_intervals, touched_keys
@@ -68,6 +69,8 @@ class Flushed:
     cgm: CgmStats | None = None
     cgm_status: np.ndarray | None = None
     zone: str | None = None  # the zone whose rules define the day windows (``AccumulatorSpec.zone``)
+    cgm_profiles: list[CgmProfile] | None = None  # per CGM period (aligned with ``cgm``): readings by time of day
+    cgm_last: np.ndarray | None = None  # per CGM period: epoch seconds of its last reading (the report's issue time)
 
     def counts(self) -> dict[str, int]:
         """How many windows of each kind this flush holds (kinds with none are left out)."""
@@ -94,6 +97,9 @@ class Flushed:
                 part = Flushed(zone=self.zone)
                 setattr(part, window, _take(stats, rows))
                 setattr(part, f"{window}_status", status[rows])
+                if window == "cgm" and self.cgm_profiles is not None and self.cgm_last is not None:
+                    part.cgm_profiles = [self.cgm_profiles[row] for row in rows.tolist()]
+                    part.cgm_last = self.cgm_last[rows]
                 parts.append(part)
         return parts
 
@@ -240,6 +246,8 @@ class SummaryAccumulator:
             periods = cgm_stats(valued.start, valued.offset, valued.value, np.asarray(spec.edges), spec.cgm_days,
                                 spec.zone)
             self._changed(out, "cgm", periods)
+            if out.cgm is not None:
+                out.cgm_profiles, out.cgm_last = _period_profiles(valued, out.cgm.keys, spec.cgm_days)
         return out
 
     def _kept_samples(self) -> SampleColumns:
@@ -315,6 +323,20 @@ class SummaryAccumulator:
                 stats = replace(stats, count=counts.astype(np.int64))
             out["day"] = stats
         return out
+
+
+def _period_profiles(readings: SampleColumns, keys: np.ndarray, days: int) -> tuple[list[CgmProfile], np.ndarray]:
+    """The time-of-day profile and the last reading's instant of each CGM reporting period in ``keys``."""
+    period = period_keys(readings.start, readings.offset, days)
+    order = np.argsort(period, kind="stable")
+    sorted_period = period[order]
+    profiles, last = [], np.zeros(len(keys))
+    for i, key in enumerate(keys.tolist()):
+        rows = order[np.searchsorted(sorted_period, key):np.searchsorted(sorted_period, key, side="right")]
+        start = readings.start[rows]
+        profiles.append(cgm_profile(start, readings.offset[rows], readings.value[rows]))
+        last[i] = start.max() if len(start) else 0.0
+    return profiles, last
 
 
 def window_bounds(window: str, stats: WindowStats, zone: str | None = None

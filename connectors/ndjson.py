@@ -158,8 +158,10 @@ class _NdjsonPartition(StatefulSinkPartition[Any, None]):
                 report.add_written("Observation", item.metric, len(observations))
             elif isinstance(item, SummaryBatch):
                 summaries = item.resources()
-                self._writer.write_observations(summaries)
-                report.add_summaries(item, len(summaries))
+                self._writer.write_observations([r for r in summaries if r["resourceType"] == "Observation"])
+                for other in (r for r in summaries if r["resourceType"] != "Observation"):  # CGM reports
+                    self._writer.write_resource(other)
+                report.add_summaries(item, summaries)
             elif isinstance(item, Rejection):
                 self._writer.write_rejection(item)
                 report.add_rejection(item)

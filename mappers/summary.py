@@ -25,14 +25,17 @@ statistic set, so a re-run or late data re-uses the id (status ``amended`` when 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 
 from aggregates.accumulate import Flushed, window_bounds
 from aggregates.cgm import CgmStats
+from aggregates.cgm_profile import CgmProfile
 from aggregates.sleep import SleepNights
 from aggregates.stats import WindowStats
+from mappers.cgm_report import CgmReportInput, cgm_report_resource, render_cgm_report_pdf
 from mappers.context import UCUM_SYSTEM, FhirContext
 from mappers.ids import resource_id
 from mappers.narrative import day_text, hour_text, narrative, night_text, number, period_text, repeated_hour
@@ -191,7 +194,8 @@ class SummaryBuilder:
 
     # -- entry point --------------------------------------------------------------------------------------
     def build(self, patient: str, metric: Metric, flushed: Flushed) -> list[Resource]:
-        """Every summary Observation of one flush of one (patient, metric)."""
+        """Every summary resource of one flush of one (patient, metric): Observations, and the CGM report
+        (a DiagnosticReport right after the panel it reports) where the flush carries CGM profiles."""
         out: list[Resource] = []
         for window in ("hour", "day"):
             stats: WindowStats | None = getattr(flushed, window)
@@ -201,7 +205,8 @@ class SummaryBuilder:
         if flushed.night is not None and flushed.night_status is not None:
             out.extend(self._nights(patient, metric, flushed.night, flushed.night_status))
         if flushed.cgm is not None and flushed.cgm_status is not None:
-            out.extend(self._cgm(patient, metric, flushed.cgm, flushed.cgm_status))
+            out.extend(self._cgm(patient, metric, flushed.cgm, flushed.cgm_status, flushed.cgm_profiles,
+                                 flushed.cgm_last))
         return out
 
     # -- hour and day -------------------------------------------------------------------------------------
@@ -339,7 +344,8 @@ class SummaryBuilder:
         return narrative(headline, window, details)
 
     # -- CGM ----------------------------------------------------------------------------------------------
-    def _cgm(self, patient: str, metric: Metric, cgm: CgmStats, status: np.ndarray) -> list[Resource]:
+    def _cgm(self, patient: str, metric: Metric, cgm: CgmStats, status: np.ndarray,
+             profiles: list[CgmProfile] | None = None, last_readings: np.ndarray | None = None) -> list[Resource]:
         """The ``cgm-summary`` panel of each reporting period and its six members (HL7 CGM IG 1.0.0).
 
         * ``effectivePeriod``: the period's first and last days as dates (the IG's "YYYY-MM-DD"; the last day is
@@ -417,7 +423,22 @@ class SummaryBuilder:
                                               "sensor-active")] + [readings, sufficiency])
             out.extend(members)
             out.append(panel)
+            if profiles is not None and last_readings is not None:  # the period's one-page report
+                out.append(self._cgm_report(patient, base, panel["id"], cgm, i, profiles[i],
+                                            float(last_readings[i]), str(status[i])))
         return out
+
+    def _cgm_report(self, patient: str, base: str, panel_id: str, cgm: CgmStats, i: int, profile: CgmProfile,
+                    issued: float, status: str) -> Resource:
+        """The DiagnosticReport holding the PDF of period ``i``; issued at its last reading (deterministic, and
+        later when late data amends the period)."""
+        first_day, last_day = _day(cgm.first_day[i]), _day(cgm.last_day[i])
+        pdf = render_cgm_report_pdf(CgmReportInput(
+            first_day=first_day, last_day=last_day, days_worn=int(cgm.days_worn[i]),
+            active_percent=float(cgm.active_percent[i]), mean=float(cgm.mean[i]), gmi=float(cgm.gmi[i]),
+            cv=float(cgm.cv[i]), band_percent=cgm.band_percent[i].tolist(), profile=profile))
+        return cgm_report_resource(system=self._system, period_identity=base, patient=patient, panel_id=panel_id,
+                                   first_day=first_day, last_day=last_day, issued=issued, pdf=pdf, status=status)
 
     def _cgm_obs(self, identity: str, status: str, subject: dict[str, str], kind: tuple[str, str, str],
                  period: dict[str, str], body: dict[str, Any]) -> Resource:
@@ -427,6 +448,11 @@ class SummaryBuilder:
         obs["effectivePeriod"] = period
         obs.update(body)
         return obs
+
+
+def _day(day_number: int | np.integer) -> date:
+    """The date of a day number (days since 1970-01-01)."""
+    return date(1970, 1, 1) + timedelta(days=int(day_number))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from mappers.cgm_report import (
     report_identity,
 )
 from mappers.ids import resource_id
+from mappers.pdf import Page, text_width
 from wearfhir.validate import validate_resource
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,23 +143,18 @@ def _unescape(literal: bytes) -> bytes:
 
 
 def pdf_text(pdf: bytes) -> str:
-    """The text shown by the page, from the (deflated) content streams: each text object's TJ/Tj strings.
-
-    The report's DejaVu Sans is a Type 3 font whose one-byte codes are the Latin-1 codes of the characters
-    (two-byte codes, as Type 42 writes them, are read as UTF-16); characters past Latin-1 (–, ≥, ×) sit in a
-    second font with codes of their own and come out garbled, so tests look for ASCII text. Needs no poppler."""
+    """The text shown by the page, from its content streams (deflated or not): each text object's Tj/TJ strings,
+    one line per ``BT`` … ``ET``. The report's fonts are Helvetica with WinAnsiEncoding, i.e. Windows-1252 codes
+    (– and × included). Needs no poppler."""
     texts = []
     for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
         try:
             content = zlib.decompress(raw)
         except zlib.error:
-            continue
-        for block in re.findall(rb"BT(.*?)ET", content, re.S):
+            content = raw
+        for block in re.findall(rb"\bBT\b(.*?)\bET\b", content, re.S):
             shown = b"".join(_unescape(s) for s in re.findall(rb"\(((?:\\.|[^\\)])*)\)", block, re.S))
-            if len(shown) % 2 == 0 and shown[::2].strip(b"\x00") == b"":
-                texts.append(shown.decode("utf-16-be", errors="replace"))
-            else:
-                texts.append(shown.decode("latin-1"))
+            texts.append(shown.decode("cp1252"))
     return "\n".join(texts)
 
 
@@ -171,7 +167,7 @@ def test_pdf_is_one_page_with_the_period_and_the_five_range_percentages(full_pdf
     assert full_pdf.startswith(b"%PDF-")
     assert len(re.findall(rb"/Type\s*/Page\b", full_pdf)) == 1
     text = pdf_text(full_pdf)
-    assert "Continuous glucose monitoring report" in text
+    assert "Continuous glucose monitoring report" in text and "Mon 4 Mar 2024 – Sun 17 Mar 2024" in text
     assert "2024-03-04 to 2024-03-17 (14 days)" in text
     shown = [percent_text(b) for b in BANDS]
     assert shown == ["0.4 %", "2.2 %", "71.3 %", "20.0 %", "6.2 %"]
@@ -214,7 +210,8 @@ _RENDER = """
 import hashlib, sys
 from tests.test_cgm_report import sample_input
 from mappers.cgm_report import render_cgm_report_pdf
-sys.stdout.write(hashlib.sha256(render_cgm_report_pdf(sample_input())).hexdigest())
+digest = hashlib.sha256(render_cgm_report_pdf(sample_input())).hexdigest()
+sys.stdout.write(digest + (" matplotlib" if "matplotlib" in sys.modules else ""))
 """
 
 
@@ -224,16 +221,80 @@ def test_pdf_bytes_are_the_same_in_separate_processes(full_pdf: bytes) -> None:
                        env={**os.environ, "PYTHONHASHSEED": seed}).stdout
         for seed in ("1", "2")  # other hash seeds: no set or dict order leaks into the bytes
     }
-    assert digests == {hashlib.sha256(full_pdf).hexdigest()}
+    assert digests == {hashlib.sha256(full_pdf).hexdigest()}  # and no plotting library was imported
 
 
-def test_pdf_takes_under_a_second_per_period() -> None:
+def test_pdf_takes_milliseconds_per_period() -> None:
     report = sample_input()
-    render_cgm_report_pdf(report)  # matplotlib is imported on first use
-    started = time.perf_counter()
-    pdf = render_cgm_report_pdf(report)
-    assert time.perf_counter() - started < 1.0
-    assert len(pdf) < 150_000
+    render_cgm_report_pdf(report)
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        pdf = render_cgm_report_pdf(report)
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < 0.1  # ~8 ms here; the issue allows 1 s, and a year of CGM is ~26 reports
+    assert 5_000 < len(pdf) < 60_000  # ~26 kB: the 4,020 readings are drawn, compressed
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils not installed")
+def test_pdftoppm_renders_the_page(full_pdf: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(full_pdf)
+    done = subprocess.run(["pdftoppm", "-r", "40", "-png", "-singlefile", str(path), str(tmp_path / "page")],
+                          capture_output=True, check=True, text=True)
+    assert done.stderr == ""  # poppler complains about a broken xref, a bad stream or an unknown operator
+    png = (tmp_path / "page.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (331, 468)  # A4 at 40 dpi: one portrait page
+
+
+# -- the PDF writer -----------------------------------------------------------------------------------------
+def test_pdf_writer_xref_points_at_every_object() -> None:
+    page = Page()
+    page.text(10, 10, "x", 9)
+    for compress in (True, False):
+        pdf = page.pdf(title="t", producer="p", compress=compress)
+        start = int(re.search(rb"startxref\n(\d+)\n%%EOF\n$", pdf).group(1))  # type: ignore[union-attr]
+        assert pdf[start:].startswith(b"xref\n0 8\n0000000000 65535 f \n")
+        rows = re.findall(rb"(\d{10}) 00000 n \n", pdf[start:])
+        assert len(rows) == 7
+        for number, offset in enumerate(rows, start=1):
+            assert pdf[int(offset):].startswith(b"%d 0 obj\n" % number), number
+        length = int(re.search(rb"/Length (\d+)", pdf).group(1))  # type: ignore[union-attr]
+        stream = re.search(rb"stream\n(.*)\nendstream", pdf, re.S).group(1)  # type: ignore[union-attr]
+        assert len(stream) == length
+
+
+def test_pdf_writer_escapes_text_and_refuses_what_winansi_cannot_show() -> None:
+    page = Page()
+    page.text(0, 0, "a\\b (c) – 5 × 6 é", 9)
+    content = page.content()
+    assert b"(a\\\\b \\(c\\) \\226 5 \\327 6 \\351) Tj" in content
+    assert pdf_text(page.pdf(compress=False)) == pdf_text(page.pdf()) == "a\\b (c) – 5 × 6 é"
+    with pytest.raises(ValueError, match="WinAnsi"):
+        page.text(0, 0, "goal ≥70 %", 9)
+    with pytest.raises(ValueError, match="control"):
+        page.text(0, 0, "a\nb", 9)
+
+
+def test_pdf_writer_measures_and_aligns_helvetica() -> None:
+    assert text_width("Hello", 10) == pytest.approx((722 + 556 + 222 + 222 + 556) / 100)
+    assert text_width("Hello", 10, bold=True) == pytest.approx((722 + 556 + 278 + 278 + 611) / 100)
+    assert text_width("–", 1000) == 556 and text_width("×", 1000) == 584
+    page = Page()
+    page.text(100, 50, "Hello", 10, align="right")
+    page.text(100, 50, "Hello", 10, align="center", valign="top")
+    ops = page.content().decode("latin-1")
+    assert "1 0 0 1 77.22 50 Tm" in ops and "1 0 0 1 88.61 42.5 Tm" in ops
+
+
+def test_pdf_writer_breaks_lines_at_nan() -> None:
+    page = Page()
+    page.polyline([(0, 0), (1, 1), (float("nan"), 0), (2, 2), (3, 3.456)], "#ff0000", 0.5)
+    ops = page.content().decode("latin-1").split("\n")
+    assert ops[0].startswith("1 0 0 RG 0.5 w")
+    assert ops[1:] == ["0 0 m", "1 1 l", "2 2 m", "3 3.46 l", "S", ""]
 
 
 # -- the DiagnosticReport -----------------------------------------------------------------------------------

@@ -262,6 +262,10 @@ def test_cgm_panels_stay_in_one_bundle_with_their_members() -> None:
     other = {"resourceType": "Observation", "id": "x"}
     groups = resource_groups([other, *members, panel, other])
     assert [len(g) for g in groups] == [1, 7, 1]
+    report = {"resourceType": "DiagnosticReport", "id": "r", "result": [{"reference": "Observation/panel"}]}
+    groups = resource_groups([other, *members, panel, report, other, report])
+    assert [len(g) for g in groups] == [1, 8, 1, 1]  # the report joins its panel's Bundle; one without it stays alone
+    assert groups[1][-1] is report
 
 
 def test_auth_bearer_basic_and_smart_backend_services(tmp_path_factory, tmp_path, monkeypatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import zipfile
@@ -52,8 +53,15 @@ def test_import_writes_valid_fhir_and_accounts_for_every_record(export, tmp_path
     report = run(export, tmp_path / "out")
     assert report.complete
     files = {p.name for p in (tmp_path / "out").iterdir()}
-    assert files == {"Observation.ndjson", "Device.ndjson", "Patient.ndjson", "rejected.ndjson"}
+    assert files == {"Observation.ndjson", "Device.ndjson", "Patient.ndjson", "DiagnosticReport.ndjson",
+                     "rejected.ndjson"}
     observations = lines(tmp_path / "out" / "Observation.ndjson")
+    # one CGM report per reporting period, each the PDF of its panel (HL7 CGM IG cgm-summary-pdf)
+    reports = lines(tmp_path / "out" / "DiagnosticReport.ndjson")
+    panels = {o["id"] for o in observations if o["code"].get("coding", [{}])[0].get("code") == "107931-8"}
+    assert reports and len(reports) == len(panels) == report.resources["DiagnosticReport"]
+    assert {r["result"][0]["reference"] for r in reports} == {f"Observation/{p}" for p in panels}
+    assert all(base64.b64decode(r["presentedForm"][0]["data"]).startswith(b"%PDF-") for r in reports)
     raw, summaries = sum(report.observations.values()), sum(report.summaries.values())
     assert len(observations) == report.resources["Observation"] == raw + summaries
     assert summaries and sum(1 for o in observations if "/summary" in o["identifier"][0]["system"]) == summaries
@@ -66,7 +74,7 @@ def test_import_writes_valid_fhir_and_accounts_for_every_record(export, tmp_path
     unmapped = sum(src.unknown_types.values()) + sum(src.unmapped_types.values())
     assert records == written + rejected_records + unmapped + src.merged_members
     assert report.duplicates["respiratory_rate"] > 0
-    for name in ("Observation.ndjson", "Device.ndjson", "Patient.ndjson"):
+    for name in ("Observation.ndjson", "Device.ndjson", "Patient.ndjson", "DiagnosticReport.ndjson"):
         checked, errors = validate_ndjson(tmp_path / "out" / name) if name != "Observation.ndjson" else (1, [])
         assert checked and not errors
     sample_file = tmp_path / "sample.ndjson"
@@ -87,7 +95,7 @@ def test_rerun_is_byte_identical(export, tmp_path) -> None:
 def test_two_workers_write_the_same_resources(export, tmp_path) -> None:
     run(export, tmp_path / "one", raw="spot")
     run(export, tmp_path / "two", raw="spot", workers=2)
-    for name in ("Observation.ndjson", "Device.ndjson", "Patient.ndjson"):
+    for name in ("Observation.ndjson", "Device.ndjson", "Patient.ndjson", "DiagnosticReport.ndjson"):
         one = sorted((tmp_path / "one" / name).read_text(encoding="utf-8").splitlines())
         two = sorted((tmp_path / "two" / name).read_text(encoding="utf-8").splitlines())
         assert one == two and one

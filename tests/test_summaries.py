@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import pickle
@@ -61,12 +62,18 @@ def _by_metric(samples: list[Sample]) -> dict[str, list[Sample]]:
     return out
 
 
-def flush(accs: dict[str, SummaryAccumulator], builder: SummaryBuilder | None = None) -> list[dict]:
+def flush(accs: dict[str, SummaryAccumulator], builder: SummaryBuilder | None = None,
+          reports: list[dict] | None = None) -> list[dict]:
+    """The summary Observations of every accumulator's flush (CGM reports, if any, go to ``reports``)."""
     builder = builder or SummaryBuilder(FhirContext())
     table = metrics()
     out = []
     for metric, acc in sorted(accs.items()):
-        out.extend(builder.build("Patient/p1", table[metric], acc.flush()))
+        for resource in builder.build("Patient/p1", table[metric], acc.flush()):
+            if resource["resourceType"] == "Observation":
+                out.append(resource)
+            elif reports is not None:
+                reports.append(resource)
     return out
 
 
@@ -877,3 +884,20 @@ def test_the_repeated_fall_back_hour_names_its_offset_in_the_narrative() -> None
     assert [t for t in texts if "(UTC" in t] == [t for t in texts if "01:00–02:00" in t]
     assert any("Sun 3 Nov 2024, 01:00–02:00 (UTC-04:00)" in t for t in texts)
     assert any("Sun 3 Nov 2024, 01:00–02:00 (UTC-05:00)" in t for t in texts)
+
+
+def test_each_cgm_period_gets_its_report_right_after_its_panel() -> None:
+    samples, rejections, _ = normalize(export_xml(*cgm_readings(days=3)))
+    assert not rejections
+    accs = accumulate(samples)
+    reports: list[dict] = []
+    observations = flush(accs, reports=reports)
+    (panel,) = [o for o in observations if o["code"]["coding"][0]["code"] == "107931-8"]
+    (report,) = reports
+    assert report["resourceType"] == "DiagnosticReport"
+    assert report["result"] == [{"reference": f"Observation/{panel['id']}"}]
+    assert report["effectivePeriod"] == panel["effectivePeriod"] and report["status"] == panel["status"]
+    last_reading = max(s.start_epoch for s in samples if s.metric == "cgm_glucose")
+    assert report["issued"] == datetime.fromtimestamp(last_reading, UTC).isoformat().replace("+00:00", "Z")
+    assert base64.b64decode(report["presentedForm"][0]["data"]).startswith(b"%PDF-")
+    assert validate_resource(report) == []

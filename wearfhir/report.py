@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from connectors.fhir.client import BundleResult
 from mappers.batch import MappedBatch
@@ -50,11 +51,14 @@ class ImportReport:
         if resource_type == "Observation" and metric is not None:
             self.observations[metric] += count
 
-    def add_summaries(self, batch: SummaryBatch, observations: int) -> None:
-        """Count the summary Observations built from one summary batch and the windows they cover."""
+    def add_summaries(self, batch: SummaryBatch, resources: list[dict[str, Any]]) -> None:
+        """Count the summary resources built from one summary batch (Observations per metric, and CGM reports)
+        and the windows they cover."""
         metric = batch.metric.key
-        self.summaries[metric] += observations
-        self.resources["Observation"] += observations
+        for resource in resources:
+            self.resources[resource["resourceType"]] += 1
+            if resource["resourceType"] == "Observation":
+                self.summaries[metric] += 1
         for window, count in batch.windows.items():
             self.summary_windows[(metric, window)] += count
 

@@ -26,6 +26,8 @@ _STATUS = {
     "Observation": {"registered", "preliminary", "final", "amended", "corrected", "cancelled",
                     "entered-in-error", "unknown"},
     "Device": {"active", "inactive", "entered-in-error", "unknown"},
+    "DiagnosticReport": {"registered", "partial", "preliminary", "final", "amended", "corrected", "appended",
+                         "cancelled", "entered-in-error", "unknown"},
 }
 _INPUT_VALUE = re.compile(r"input_value=.*?, (?=input_type=)")
 _MODELS: dict[str, Any] = {}

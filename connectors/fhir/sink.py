@@ -36,11 +36,17 @@ Resource = dict[str, Any]
 
 def resource_groups(resources: list[Resource]) -> list[list[Resource]]:
     """Resources cut into groups that must share a Bundle: a panel with ``hasMember`` and the members
-    right before it (as the summary builder emits them); everything else alone."""
+    right before it (as the summary builder emits them), and a report with ``result`` joins the group of the
+    results right before it (Bundles travel concurrently: a reference must resolve within its own); everything
+    else alone."""
     groups: list[list[Resource]] = []
     for resource in resources:
         members = resource.get("hasMember")
-        if members:
+        results = resource.get("result")
+        if results and groups and {r["reference"] for r in results} <= {
+                f"{g['resourceType']}/{g['id']}" for g in groups[-1]}:
+            groups[-1].append(resource)
+        elif members:
             wanted = {m["reference"] for m in members}
             group = [resource]
             while groups and len(groups[-1]) == 1 and f"Observation/{groups[-1][0]['id']}" in wanted:
@@ -174,7 +180,7 @@ class _FhirPartition(StatefulSinkPartition[Any, None]):
                 summaries = item.resources()
                 self._writer.write(summaries)
                 if self._count_inputs:
-                    report.add_summaries(item, len(summaries))
+                    report.add_summaries(item, summaries)
             elif isinstance(item, Rejection):
                 if self._count_inputs:
                     report.add_rejection(item)
