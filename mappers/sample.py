@@ -8,7 +8,7 @@ from typing import NamedTuple
 from mappers.zones import zone_offset
 
 __all__ = ["DeviceInfo", "Rejection", "Sample", "SampleBatch", "SourceInfo", "SourceReport", "batch_key",
-           "epoch_times", "local_times", "utc_offset_seconds"]
+           "epoch_times", "local_times"]
 
 _UNIX_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 _FIXED_OFFSETS: dict[tzinfo, int] = {}
@@ -22,11 +22,6 @@ def _epoch(moment: datetime, offset: int) -> float:
              + moment.second - offset)
     micro = moment.microsecond
     return float(whole) if not micro else (whole * 1_000_000 + micro) / 1_000_000
-
-
-def utc_offset_seconds(moment: datetime) -> int:
-    """The UTC offset of a tz-aware datetime in seconds (cached for fixed offsets, what parsed dates carry)."""
-    return _offset(moment)
 
 
 def _offset(moment: datetime) -> int:

@@ -25,7 +25,7 @@ statistic set, so a re-run or late data re-uses the id (status ``amended`` when 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -424,15 +424,15 @@ class SummaryBuilder:
             out.extend(members)
             out.append(panel)
             if profiles is not None and last_readings is not None:  # the period's one-page report
-                out.append(self._cgm_report(patient, base, panel["id"], cgm, i, profiles[i],
-                                            float(last_readings[i]), str(status[i])))
+                out.append(self._cgm_report(patient, base, panel["id"], cgm, i, date.fromisoformat(first),
+                                            date.fromisoformat(last), profiles[i], float(last_readings[i]),
+                                            str(status[i])))
         return out
 
-    def _cgm_report(self, patient: str, base: str, panel_id: str, cgm: CgmStats, i: int, profile: CgmProfile,
-                    issued: float, status: str) -> Resource:
+    def _cgm_report(self, patient: str, base: str, panel_id: str, cgm: CgmStats, i: int, first_day: date,
+                    last_day: date, profile: CgmProfile, issued: float, status: str) -> Resource:
         """The DiagnosticReport holding the PDF of period ``i``; issued at its last reading (deterministic, and
         later when late data amends the period)."""
-        first_day, last_day = _day(cgm.first_day[i]), _day(cgm.last_day[i])
         pdf = render_cgm_report_pdf(CgmReportInput(
             first_day=first_day, last_day=last_day, days_worn=int(cgm.days_worn[i]),
             active_percent=float(cgm.active_percent[i]), mean=float(cgm.mean[i]), gmi=float(cgm.gmi[i]),
@@ -448,11 +448,6 @@ class SummaryBuilder:
         obs["effectivePeriod"] = period
         obs.update(body)
         return obs
-
-
-def _day(day_number: int | np.integer) -> date:
-    """The date of a day number (days since 1970-01-01)."""
-    return date(1970, 1, 1) + timedelta(days=int(day_number))
 
 
 @dataclass(frozen=True, slots=True)

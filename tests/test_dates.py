@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.healthkit.dates import format_healthkit_date, parse_healthkit_date
+from connectors.healthkit.dates import DateWithoutOffsetError, format_healthkit_date, parse_healthkit_date
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "apple-health"
 
@@ -143,7 +143,7 @@ def test_error_messages_never_quote_the_text() -> None:
 
 
 def test_missing_offset_says_so() -> None:
-    with pytest.raises(ValueError, match="no UTC offset"):
+    with pytest.raises(DateWithoutOffsetError, match="no UTC offset"):
         parse_healthkit_date("2017-05-17 08:00:00")
 
 

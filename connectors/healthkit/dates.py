@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-__all__ = ["format_healthkit_date", "parse_healthkit_date"]
+__all__ = ["DateWithoutOffsetError", "format_healthkit_date", "parse_healthkit_date"]
 
 # The only two shapes accepted (anything else raises ValueError):
 #   modern   "2017-05-17 08:00:00 +0200"   (iOS 10 and later; "+02:00" is accepted too)
@@ -35,6 +35,10 @@ _ZONES: dict[str, timezone] = {}
 _fromisoformat = datetime.fromisoformat
 
 
+class DateWithoutOffsetError(ValueError):
+    """A modern-shaped date written without its UTC offset: its instant cannot be known."""
+
+
 def parse_healthkit_date(text: str) -> datetime:
     """A HealthKit date as a tz-aware datetime with a fixed ``datetime.timezone`` offset.
 
@@ -60,7 +64,7 @@ def parse_healthkit_date(text: str) -> datetime:
             except ValueError:
                 raise ValueError(_MESSAGE + " (a field is out of range)") from None
         if text[4:19:3] == _SEPARATORS[:5]:
-            raise ValueError(_MESSAGE + " (the date has no UTC offset)")
+            raise DateWithoutOffsetError(_MESSAGE + " (the date has no UTC offset)")
     raise ValueError(_MESSAGE)
 
 

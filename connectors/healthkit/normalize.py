@@ -24,7 +24,7 @@ import re
 from collections import Counter, defaultdict
 from datetime import date, datetime
 
-from connectors.healthkit.dates import parse_healthkit_date
+from connectors.healthkit.dates import DateWithoutOffsetError, parse_healthkit_date
 from mappers.sample import DeviceInfo, Rejection, Sample, SampleBatch, SourceInfo, epoch_times
 from mappers.tables import HealthKitTable, HealthKitType, Metric
 from mappers.units import conversion
@@ -179,13 +179,13 @@ class HealthKitNormalizer:
         try:
             start = parse_healthkit_date(start_text)  # type: ignore[arg-type]
             end = start if end_text == start_text else parse_healthkit_date(end_text)  # type: ignore[arg-type]
-        except (TypeError, ValueError) as exc:
-            if "no UTC offset" in str(exc):
-                self._reject("date without UTC offset", line, vendor_type, "dates must carry an offset such as -0500")
-            else:
-                self._reject("unparsable date", line, vendor_type,
-                             "startDate/endDate must look like '2024-03-10 08:15:00 -0500' (or iOS 8's "
-                             "'20240310081500-0500')")
+        except DateWithoutOffsetError:
+            self._reject("date without UTC offset", line, vendor_type, "dates must carry an offset such as -0500")
+            return None
+        except (TypeError, ValueError):
+            self._reject("unparsable date", line, vendor_type,
+                         "startDate/endDate must look like '2024-03-10 08:15:00 -0500' (or iOS 8's "
+                         "'20240310081500-0500')")
             return None
         first, last, offset = epoch_times(start, end)
         if last < first:
