@@ -16,24 +16,40 @@ cumulative summary counts a sample once in every window it contributes to. Day w
 ``flush`` returns each window that received samples since the previous flush, with status ``final`` the
 first time and ``amended`` when late data changed a window that was already emitted (same window, same
 id downstream: never a second resource).
+
+Live mode (the stream worker) passes the wall clock to ``flush(now)``: a window whose end plus its grace
+(``AccumulatorSpec.grace``) has not passed yet is emitted ``preliminary`` and emitted again, ``final``, by the
+first flush after that time (``next_close`` says when), even if no sample arrived; later data re-emits it
+``amended``. ``AccumulatorSpec.keep_all`` keeps the samples of sampled metrics too (their windows are folded
+again at a flush), so that ``remove`` can take a replaced sample back out, and ``evict`` drops every window
+that ended before a time, with the samples only those windows needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sized
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
 
-from aggregates.cgm import CgmStats, cgm_stats, period_keys
+from aggregates.cgm import CgmStats, cgm_stats, period_first_day, period_keys
 from aggregates.cgm_profile import CgmProfile, cgm_profile
 from aggregates.columns import SampleColumns
 from aggregates.overlap import deduplicate_sources
 from aggregates.prorate import Grid, Pieces, prorated, split_intervals, touched_keys
 from aggregates.sleep import SleepNights, night_grid, night_keys, sleep_nights
 from aggregates.stats import WindowStats, fold, is_sorted, merge_all, run_starts
-from aggregates.windows import day_grid, day_keys, day_window_bounds, hour_grid, hour_keys, hour_window_bounds
+from aggregates.windows import (
+    HOUR,
+    day_grid,
+    day_keys,
+    day_window_bounds,
+    hour_grid,
+    hour_keys,
+    hour_window_bounds,
+    local_starts,
+)
 from mappers.zones import zone_offsets
 
 __all__ = ["AccumulatorSpec", "Flushed", "SummaryAccumulator", "WINDOWS"]
@@ -54,6 +70,8 @@ class AccumulatorSpec:
     stages: tuple[str, ...] = ()  # categorical codes, for sleep nights
     cgm_days: int = 14
     zone: str | None = None  # the patient's IANA zone: its rules define local days; None = the samples' offsets
+    keep_all: bool = False  # live mode: keep sampled metrics' samples too (replacement, eviction)
+    grace: Mapping[str, float] = field(default_factory=dict)  # live mode: seconds after a window's end before final
 
 
 @dataclass
@@ -125,6 +143,10 @@ class SummaryAccumulator:
     _incoming_samples: int = 0
     _dirty: dict[str, list[np.ndarray]] = field(default_factory=dict)
     _emitted: dict[str, np.ndarray] = field(default_factory=dict)
+    _open: dict[str, np.ndarray] = field(default_factory=dict)  # live: windows emitted preliminary, not final yet
+    _open_close: dict[str, np.ndarray] = field(default_factory=dict)  # live: when each open window may be final
+    _now: float | None = None  # live: the wall clock of the flush in progress
+    _last_offset: int = 0  # the latest sample's UTC offset (window ends without a zone)
 
     def snapshot(self) -> SummaryAccumulator:
         """An independent copy for a recovery snapshot, in time and memory proportional to the number of
@@ -138,13 +160,30 @@ class SummaryAccumulator:
             _incoming=list(self._incoming),
             _dirty={window: list(parts) for window, parts in self._dirty.items()},
             _emitted=dict(self._emitted),
+            _open=dict(self._open),
+            _open_close=dict(self._open_close),
         )
 
     @property
     def keeps_samples(self) -> bool:
         """Whether sample columns are kept (cumulative, sleep and CGM need them)."""
         s = self.spec
-        return s.cumulative or "night" in s.windows or "cgm" in s.windows
+        return s.keep_all or s.cumulative or "night" in s.windows or "cgm" in s.windows
+
+    @property
+    def unflushed(self) -> bool:
+        """Whether samples were added since the last flush."""
+        return bool(self._incoming) or bool(self._dirty)
+
+    def next_close(self) -> float | None:
+        """Live mode: the earliest time a preliminary window may become final (None: no window is open)."""
+        times = [float(t.min()) for t in self._open_close.values() if len(t)]
+        return min(times) if times else None
+
+    @property
+    def kept_samples(self) -> int:
+        """How many sample rows are held (kept columns and those not yet absorbed)."""
+        return sum(len(c) for c in self._columns) + self._incoming_samples
 
     def add(self, cols: SampleColumns) -> None:
         """Take a batch of samples (any order; late data welcome)."""
@@ -161,6 +200,7 @@ class SummaryAccumulator:
             return
         cols = SampleColumns.concat(self._incoming)
         self._incoming, self._incoming_samples = [], 0
+        self._last_offset = int(cols.offset[-1])
         windows = self.spec.windows
         valued = cols.valued()
         if "hour" in windows or "day" in windows:
@@ -183,6 +223,8 @@ class SummaryAccumulator:
                 continue
             keys = self._keys(window, cols.start, cols.offset)
             self._mark(window, keys)
+            if self.spec.keep_all:  # folded again from the kept samples at the flush
+                continue
             edges = np.asarray(self.spec.edges) if self.spec.edges else None
             self._pending.setdefault(window, []).append(fold(keys, cols.value, edges, tag=cols.offset))
 
@@ -215,20 +257,67 @@ class SummaryAccumulator:
         parts = self._dirty.pop(window, [])
         return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
-    def _status(self, window: str, keys: np.ndarray) -> np.ndarray:
+    def _status(self, window: str, keys: np.ndarray, computed: WindowStats | SleepNights | CgmStats
+                ) -> np.ndarray:
         before = self._emitted.get(window, np.zeros(0, dtype=np.int64))
-        status = np.where(np.isin(keys, before), "amended", "final")
-        self._emitted[window] = np.union1d(before, keys)
+        emitted = np.isin(keys, before)
+        if self._now is None:
+            self._emitted[window] = np.union1d(before, keys)
+            return np.where(emitted, "amended", "final")
+        closes = self._closes(window, computed) + float(self.spec.grace.get(window, 0.0))
+        early = closes > self._now
+        status = np.where(early, "preliminary", np.where(emitted, "amended", "final"))
+        done = keys[~early]
+        self._emitted[window] = np.union1d(before, done)
+        open_keys = self._open.get(window, np.zeros(0, dtype=np.int64))
+        open_close = self._open_close.get(window, np.zeros(0))
+        still = ~np.isin(open_keys, keys)
+        merged_keys = np.r_[open_keys[still], keys[early]]
+        order = np.argsort(merged_keys, kind="stable")
+        self._open[window] = merged_keys[order]
+        self._open_close[window] = np.r_[open_close[still], closes[early]][order]
         return status
 
-    def flush(self) -> Flushed:
-        """Statistics of every window changed since the last flush (then forget which ones changed)."""
+    def _closes(self, window: str, stats: WindowStats | SleepNights | CgmStats) -> np.ndarray:
+        """Epoch seconds at which each window of ``stats`` ends (local time, by the zone's rules if known)."""
+        zone = self.spec.zone
+        if isinstance(stats, WindowStats):
+            return window_bounds(window, stats, zone)[2]
+        if isinstance(stats, CgmStats):
+            return stats.end.astype(np.float64)
+        offsets = np.full(len(stats.keys), self._last_offset, dtype=np.int32)  # nights: the next local noon
+        return local_starts(zone, stats.keys + 1, offsets, 12 * HOUR)
+
+    def _mark_due(self) -> None:
+        """Live mode: put the open windows whose close time has passed back among the changed ones."""
+        assert self._now is not None
+        for window, closes in self._open_close.items():
+            due = closes <= self._now
+            if due.any():
+                self._dirty.setdefault(window, []).append(self._open[window][due])
+
+    def flush(self, now: float | None = None) -> Flushed:
+        """Statistics of every window changed since the last flush (then forget which ones changed).
+
+        ``now`` (epoch seconds; live mode) decides preliminary windows and finalises the due ones.
+        """
         self._absorb()
+        self._now = now
+        if now is not None:
+            self._mark_due()
+        try:
+            return self._flush()
+        finally:
+            self._now = None
+
+    def _flush(self) -> Flushed:
         out = Flushed(zone=self.spec.zone)
         samples = self._kept_samples() if self.keeps_samples else None
         spec = self.spec
         if spec.cumulative and samples is not None and ("hour" in self._dirty or "day" in self._dirty):
             self._fold_cumulative(samples)
+        elif spec.keep_all and samples is not None and ("hour" in self._dirty or "day" in self._dirty):
+            self._fold_sampled(samples)
         for window in ("hour", "day"):
             pending = self._pending.pop(window, [])
             if pending:
@@ -266,7 +355,104 @@ class SummaryAccumulator:
             return
         chosen = _take(computed, np.searchsorted(computed.keys, dirty))
         setattr(out, window, chosen)
-        setattr(out, f"{window}_status", self._status(window, chosen.keys))
+        setattr(out, f"{window}_status", self._status(window, chosen.keys, chosen))
+
+    def _fold_sampled(self, samples: SampleColumns) -> None:
+        """Live mode: fold a sampled metric's hour and day windows again from its kept samples."""
+        valued = samples.valued()
+        edges = np.asarray(self.spec.edges) if self.spec.edges else None
+        for window in ("hour", "day"):
+            if window in self.spec.windows:
+                keys = self._keys(window, valued.start, valued.offset)
+                order = np.argsort(keys, kind="stable")
+                self._folds[window] = fold(keys[order], valued.value[order], edges, tag=valued.offset[order])
+
+    def remove(self, start: np.ndarray, end: np.ndarray, source: np.ndarray) -> int:
+        """Live mode: take out the kept samples of these slots (start, end, source id), e.g. before the slot's
+        newer value is added; their windows count as changed. Returns how many rows went."""
+        if not len(start) or not self.keeps_samples:
+            return 0
+        self._absorb()
+        samples = self._kept_samples()
+        if not len(samples):
+            return 0
+        wanted = set(zip(start.tolist(), end.tolist(), source.tolist(), strict=True))
+        gone = np.isin(samples.start, start)  # candidates by start, then the whole slot
+        rows = np.flatnonzero(gone)
+        gone[rows] = [slot in wanted for slot in zip(samples.start[rows].tolist(), samples.end[rows].tolist(),
+                                                     samples.source[rows].tolist(), strict=True)]
+        if not gone.any():
+            return 0
+        removed = samples.take(gone)
+        self._columns = [samples.take(~gone)]
+        self._mark_windows(removed)
+        return int(gone.sum())
+
+    def _mark_windows(self, cols: SampleColumns) -> None:
+        """Count the windows these samples lie in as changed."""
+        windows = self.spec.windows
+        for window in ("hour", "day"):
+            if window in windows:
+                self._mark(window, touched_keys(cols.start, cols.end, self._keys(window, cols.start, cols.offset),
+                                                self._grid(window, cols.offset)))
+        if "night" in windows:
+            self._mark("night", touched_keys(cols.start, cols.end, night_keys(cols.start, cols.offset),
+                                             night_grid(cols.offset, self.spec.zone)))
+        if "cgm" in windows:
+            valued = cols.valued()
+            self._mark("cgm", period_keys(valued.start, valued.offset, self.spec.cgm_days))
+
+    def evict(self, before: float) -> float:
+        """Live mode: forget every window that ends at or before the window boundary at or before ``before``,
+        and the samples only they needed; returns that boundary (samples starting earlier are late from now on).
+
+        The boundary is the start of the coarsest window holding ``before`` (a local midnight for days, the
+        period start for CGM, local noon for nights): every window kind has a boundary there, so no window is
+        cut in two. Call it right after a flush.
+        """
+        self._absorb()
+        spec = self.spec
+        offset = np.array([self._last_offset], dtype=np.int32)
+        at = np.array([before])
+        bounds = [before]
+        if "hour" in spec.windows:
+            bounds.append(float(hour_window_bounds(hour_keys(at, offset), offset)[0][0]))
+        if "day" in spec.windows or "cgm" in spec.windows:
+            day = day_keys(at, offset)
+            if "cgm" in spec.windows:
+                first = period_first_day(int(period_keys(at, offset, spec.cgm_days)[0]), spec.cgm_days)
+                day = np.array([first])
+            bounds.append(float(local_starts(spec.zone, day, offset)[0]))
+        if "night" in spec.windows:
+            bounds.append(float(local_starts(spec.zone, night_keys(at, offset), offset, 12 * HOUR)[0]))
+        boundary = min(bounds)
+        for window, stats in list(self._folds.items()):
+            ends = window_bounds(window, stats, spec.zone)[2]
+            self._folds[window] = _take(stats, np.flatnonzero(ends > boundary))
+        if self._columns:
+            samples = self._kept_samples()
+            alive = np.maximum(samples.end, samples.start) > boundary
+            if not alive.all():
+                self._columns = [samples.take(alive)] if alive.any() else []
+        for window in list(self._emitted):
+            self._emitted[window] = self._emitted[window][self._emitted[window] >= self._first_key(window, boundary)]
+        for window in list(self._open):
+            keep = self._open[window] >= self._first_key(window, boundary)
+            self._open[window], self._open_close[window] = self._open[window][keep], self._open_close[window][keep]
+        return boundary
+
+    def _first_key(self, window: str, boundary: float) -> int:
+        """The key of the window that starts at ``boundary`` (a boundary of every kind the metric has)."""
+        at, offset = np.array([boundary + 1.0]), np.array([self._last_offset], dtype=np.int32)
+        if self.spec.zone is not None:
+            offset = zone_offsets(self.spec.zone, at).astype(np.int32)
+        if window == "hour":
+            return int(hour_keys(at, offset)[0])
+        if window == "day":
+            return int(day_keys(at, offset)[0])
+        if window == "night":
+            return int(night_keys(at, offset)[0])
+        return int(period_keys(at, offset, self.spec.cgm_days)[0])
 
     def _fold_cumulative(self, samples: SampleColumns) -> None:
         """Re-fold all cumulative windows: de-duplication depends on every overlapping source's samples.

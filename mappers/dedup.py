@@ -169,3 +169,77 @@ class SampleFilter:
         later[first_of_slot] = False
         kept = [s for s, k in zip(samples, keep.tolist(), strict=True) if k]
         return FilterResult(kept, n - len(kept), int((same_slot | later).sum()))
+
+
+_DAY = 86400.0
+
+
+class HorizonFilter:
+    """The worker's duplicate filter: :class:`SampleFilter`\\ s per UTC day of the samples' starts, so the days
+    before a boundary can be forgotten (``evict``) once the windows they fed are gone; memory stays bounded by
+    the state horizon instead of growing with every sample ever seen.
+
+    ``identity="slot"`` (sources that re-send a still-open bucket with a newer value): a slot (type, source,
+    start, end) holds one value; a sample of a known slot with another value *replaces* it and is returned in
+    ``replaced``, so the caller can take the old value out of its windows.
+    """
+
+    def __init__(self) -> None:
+        self.days: dict[int, SampleFilter] = {}
+        self.slots: dict[int, dict[int, int]] = {}  # slot identity: day → slot key → value key
+
+    def __deepcopy__(self, memo: dict[int, object]) -> HorizonFilter:
+        twin = HorizonFilter()
+        twin.days = {day: f.__deepcopy__(memo) for day, f in self.days.items()}
+        twin.slots = {day: dict(slots) for day, slots in self.slots.items()}
+        return twin
+
+    @property
+    def remembered(self) -> int:
+        """How many sample identities are held."""
+        return sum(f.keys.seen for f in self.days.values()) + sum(len(s) for s in self.slots.values())
+
+    def filter(self, samples: list[Sample], identity: str = "value") -> tuple[FilterResult, list[Sample]]:
+        """(the new samples with the counts, the kept samples that replace an earlier value of their slot)."""
+        if identity == "slot":
+            return self._filter_slots(samples)
+        by_day: dict[int, list[int]] = {}
+        for i, s in enumerate(samples):
+            by_day.setdefault(int(s.start_epoch // _DAY), []).append(i)
+        if len(by_day) == 1:
+            day = next(iter(by_day))
+            return self.days.setdefault(day, SampleFilter()).filter(samples), []
+        keep = [False] * len(samples)
+        duplicates = same_slot = 0
+        for day, rows in by_day.items():
+            part = self.days.setdefault(day, SampleFilter()).filter([samples[i] for i in rows])
+            duplicates += part.duplicates
+            same_slot += part.same_slot
+            kept_ids = {id(s) for s in part.kept}
+            for i in rows:
+                keep[i] = id(samples[i]) in kept_ids
+        return FilterResult([s for s, k in zip(samples, keep, strict=True) if k], duplicates, same_slot), []
+
+    def _filter_slots(self, samples: list[Sample]) -> tuple[FilterResult, list[Sample]]:
+        latest: dict[int, tuple[int, int, Sample]] = {}  # slot → (value key, day, the batch's last sample of it)
+        for s in samples:
+            latest[slot_key(s)] = (zlib.crc32(value_text(s).encode()), int(s.start_epoch // _DAY), s)
+        kept, replaced = [], []
+        for slot, (value, day, sample) in latest.items():
+            slots = self.slots.setdefault(day, {})
+            before = slots.get(slot)
+            if before == value:
+                continue
+            slots[slot] = value
+            kept.append(sample)
+            if before is not None:
+                replaced.append(sample)
+        order = {id(s): i for i, s in enumerate(samples)}
+        kept.sort(key=lambda s: order[id(s)])
+        return FilterResult(kept, len(samples) - len(kept), 0), replaced
+
+    def evict(self, boundary: float) -> None:
+        """Forget the days that end at or before ``boundary`` (epoch seconds)."""
+        for store in (self.days, self.slots):
+            for day in [d for d in store if (d + 1) * _DAY <= boundary]:
+                del store[day]

@@ -13,7 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from wearfhir.errors import ConfigError, DataError, UnsafeInputError, UnsupportedInputError, WearfhirError
+from wearfhir.errors import (
+    ConfigError,
+    DataError,
+    ServiceError,
+    UnsafeInputError,
+    UnsupportedInputError,
+    WearfhirError,
+)
 
 __all__ = ["main"]
 
@@ -218,6 +225,82 @@ def _demo(args: argparse.Namespace) -> int:
     return _import(ns)
 
 
+def _enqueue(args: argparse.Namespace) -> int:
+    import redis
+
+    from connectors.healthkit.source import read_export
+    from connectors.streams.producer import StreamProducer, default_producer_id
+    from mappers.sample import Rejection, SampleBatch, SourceReport
+    from wearfhir.settings import PATIENT_REFERENCE
+
+    if not PATIENT_REFERENCE.fullmatch(args.patient):
+        return _usage_error("--patient must be a FHIR reference such as Patient/123")
+    client = redis.Redis.from_url(args.redis_url)
+    try:
+        producer = StreamProducer(client, default_producer_id("enqueue"), shards=args.shards or 0)
+    except redis.RedisError as exc:
+        raise ServiceError(f"cannot reach Redis at the given --redis URL ({type(exc).__name__})") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    rejections: dict[str, int] = {}
+    stopped = None
+    zone = None
+    started = time.perf_counter()
+    for item in read_export(args.source, args.patient, timezone=args.timezone):
+        if isinstance(item, SampleBatch):
+            zone = item.timezone
+            producer.add(item.patient, item.samples, timezone=item.timezone, origin="healthkit")
+        elif isinstance(item, Rejection):
+            rejections[item.reason] = rejections.get(item.reason, 0) + 1
+        elif isinstance(item, SourceReport):
+            stopped = item.stopped
+    producer.flush()
+    seconds = time.perf_counter() - started
+    print(f"Enqueued {producer.samples:,} samples of {args.patient} in {producer.entries:,} entries "
+          f"({producer.bytes / 1e6:.1f} MB) on {producer.shards} shards in {seconds:.1f} s; time zone "
+          f"{zone or 'none known (the export offsets)'}")
+    for reason, count in sorted(rejections.items(), key=lambda kv: -kv[1]):
+        print(f"  rejected {count:,}: {reason}")
+    if stopped:
+        print(f"wearfhir: reading stopped early: {stopped}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if producer.samples == 0:
+        print("FAILED: no sample was read from the export", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from wearfhir.settings import WorkerSettings, parse_duration
+    from wearfhir.supervisor import ClusterPlan, ensure_recovery, run_supervised
+
+    fhir = _fhir_target(args).model_dump(mode="json", exclude_defaults=True)
+    if args.processes < 1:
+        return _usage_error("--processes must be at least 1")
+    if bool(args.addresses) != (args.process_id is not None):
+        return _usage_error("--addresses and --process-id go together (one process of a multi-machine cluster)")
+    try:
+        settings = WorkerSettings(
+            redis_url=args.redis_url, fhir=fhir, raw=args.raw, summaries=args.summaries, cgm_days=args.cgm_days,
+            shards=args.shards, horizon=parse_duration(args.horizon), **({"grace": args.grace} if args.grace else {}),
+            flush_every=parse_duration(args.flush_every), metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host, retain_seconds=None if args.retain == "forever" else parse_duration(
+                args.retain), backup_seconds=args.backup_seconds)
+    except ValidationError as exc:
+        return _usage_error(_option_errors(exc))
+    except ValueError as exc:
+        return _usage_error(str(exc))
+    addresses = tuple(a for a in (args.addresses or "").split(";") if a)
+    wanted = max(args.recovery_partitions or 0, args.processes, len(addresses))
+    have = ensure_recovery(args.recovery_dir, wanted)
+    if have < max(args.processes, len(addresses)):
+        print(f"wearfhir: warning: {args.recovery_dir} has {have} recovery partitions, fewer than the "
+              f"{max(args.processes, len(addresses))} processes asked for", file=sys.stderr)
+    plan = ClusterPlan(args.recovery_dir, args.snapshot_seconds, int(args.backup_seconds), args.processes,
+                       addresses, args.process_id, restart=not args.no_restart)
+    return run_supervised(settings, plan)
+
+
 def _view(args: argparse.Namespace) -> int:
     from wearfhir.view import serve_viewer
 
@@ -284,6 +367,47 @@ def _parser() -> argparse.ArgumentParser:
     _fhir_flags(replay, required=True)
     replay.set_defaults(run=_dlq)
 
+    enq = sub.add_parser("enqueue", help="stream an Apple Health export into the worker's input streams (Redis)")
+    enq.add_argument("source", type=Path, help="export.zip or export.xml")
+    enq.add_argument("--patient", required=True, help="the FHIR Patient the data belongs to, e.g. Patient/123")
+    enq.add_argument("--redis", dest="redis_url", required=True, metavar="URL", help="redis://host:6379/0")
+    enq.add_argument("--shards", type=int, help="input shards (set once per deployment; default: as set, else 16)")
+    _timezone_flag(enq)
+    enq.set_defaults(run=_enqueue)
+
+    wrk = sub.add_parser("worker", help="run the stream worker: Redis Streams in, FHIR out, until stopped")
+    wrk.add_argument("--redis", dest="redis_url", required=True, metavar="URL",
+                     help="Redis holding the input streams (redis://host:6379/0); FHIR dead letters go there too")
+    wrk.add_argument("--recovery-dir", type=Path, required=True,
+                     help="Bytewax recovery directory (created with --recovery-partitions partitions if empty)")
+    wrk.add_argument("--recovery-partitions", type=int, metavar="N",
+                     help="partitions to create in a new recovery directory: the most processes you will ever "
+                          "run (default: --processes, at least 4)", default=4)
+    wrk.add_argument("--processes", type=int, default=1, help="worker processes on this machine (default 1)")
+    wrk.add_argument("--addresses", metavar="H:P;H:P", help="every process of a multi-machine cluster")
+    wrk.add_argument("--process-id", type=int, help="with --addresses: which of them this machine runs")
+    wrk.add_argument("--snapshot-seconds", type=int, default=10, help="epoch and snapshot interval (default 10)")
+    wrk.add_argument("--backup-seconds", type=float, default=3600,
+                     help="keep snapshots (and input entries) this long for restores from backups (default 3600)")
+    wrk.add_argument("--raw", choices=["all", "spot", "none"], default="spot",
+                     help="raw Observations to write: spot metrics only (default), all, or none")
+    _summary_flags(wrk)
+    wrk.add_argument("--shards", type=int, help="input shards (set once per deployment; default: as set, else 16)")
+    wrk.add_argument("--horizon", default="3d", help="how long a window's state is kept after its end (default 3d)")
+    wrk.add_argument("--grace", metavar="KIND=DURATION,…",
+                     help="how long after its end a window stays preliminary (default hour=10m,day=2h,night=2h,"
+                          "cgm=2h)")
+    wrk.add_argument("--flush-every", default="30s",
+                     help="how often a key with new samples writes its open windows (default 30s)")
+    wrk.add_argument("--retain", default="7d",
+                     help="input history kept in Redis behind the committed position (default 7d; 'forever')")
+    wrk.add_argument("--metrics-port", type=int, default=0,
+                     help="serve Prometheus /metrics, /healthz, /readyz on this port (+ process id); 0 = off")
+    wrk.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics server")
+    wrk.add_argument("--no-restart", action="store_true", help="exit when a process dies instead of restarting")
+    _fhir_flags(wrk, required=True, dead_letters=False)
+    wrk.set_defaults(run=_worker)
+
     maps = sub.add_parser("mappings", help="list which HealthKit types are mapped (N of M)")
     maps.add_argument("--all", action="store_true", help="also list known but unmapped types with reasons")
     maps.set_defaults(run=_mappings)
@@ -309,7 +433,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fhir_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+def _fhir_flags(parser: argparse.ArgumentParser, required: bool, dead_letters: bool = True) -> None:
     group = parser.add_argument_group("FHIR server (secrets come from environment variables or files, "
                                       "never the command line)")
     group.add_argument("--fhir", metavar="URL", required=required,
@@ -335,7 +459,8 @@ def _fhir_flags(parser: argparse.ArgumentParser, required: bool) -> None:
                        help="SMART: token endpoint (default: from .well-known/smart-configuration)")
     group.add_argument("--smart-scope", help="SMART: scopes to request")
     group.add_argument("--ca-bundle", type=Path, help="CA certificates to trust for TLS (verification is always on)")
-    _dlq_store_flags(group)
+    if dead_letters:
+        _dlq_store_flags(group)
 
 
 def _dlq_store_flags(parser: Any) -> None:

@@ -15,7 +15,8 @@ from mappers.ids import DEFAULT_IDENTIFIER_BASE
 from mappers.zones import resolve_zone
 from wearfhir.errors import ConfigError
 
-__all__ = ["ImportSettings", "PATIENT_REFERENCE", "SUMMARY_WINDOWS", "parse_summaries"]
+__all__ = ["ImportSettings", "PATIENT_REFERENCE", "SUMMARY_WINDOWS", "WorkerSettings", "parse_duration",
+           "parse_summaries"]
 
 PATIENT_REFERENCE = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
 SUMMARY_WINDOWS = WINDOWS  # hour, day, night, cgm: defined once, with the window state
@@ -90,4 +91,82 @@ class ImportSettings(BaseModel):
             values["identifier_base"] = env["WEARFHIR_IDENTIFIER_BASE"]
         if env.get("WEARFHIR_TIMEZONE"):
             values["timezone"] = env["WEARFHIR_TIMEZONE"]
+        return cls.model_validate(values)
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str | float) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``3d`` → seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    match = DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 2h or 3d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class WorkerSettings(BaseModel):
+    """Settings of the stream worker (``wearfhir worker`` passes them to every process as JSON in
+    ``WEARFHIR_WORKER_SETTINGS``; they hold names of secret variables and files, never secrets)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str
+    fhir: dict[str, object]  # the FhirTarget fields (url, auth options, bundle size …)
+    raw: Literal["all", "spot", "none"] = "spot"
+    summaries: frozenset[str] = frozenset(SUMMARY_WINDOWS)
+    cgm_days: int = Field(default=14, ge=1, le=90)
+    identifier_base: str = DEFAULT_IDENTIFIER_BASE
+    shards: int | None = Field(default=None, ge=1, le=4096)  # None: the count set in Redis (default 16)
+    horizon: float = Field(default=3 * 86400, gt=0)  # seconds a window's state is kept after its end
+    idle: float = Field(default=3600, ge=0)
+    grace: dict[str, float] = Field(default_factory=lambda: {"hour": 600.0, "day": 7200.0, "night": 7200.0,
+                                                             "cgm": 7200.0})
+    flush_every: float = Field(default=30.0, gt=0)
+    evict_every: float = Field(default=3600.0, gt=0)
+    sink_partitions: int = Field(default=2, ge=1, le=64)
+    read_count: int = Field(default=64, ge=1, le=10_000)
+    idle_backoff: float = Field(default=0.2, gt=0, le=10)
+    backup_seconds: float = Field(default=3600.0, ge=0)  # keep input this long behind the committed position
+    retain_seconds: float | None = Field(default=7 * 86400, ge=0)  # None: never trim the input streams
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics server; process k serves on port + k
+    metrics_host: str = "127.0.0.1"
+
+    @field_validator("summaries", mode="before")
+    @classmethod
+    def _summaries(cls, value: object) -> object:
+        return parse_summaries(value) if isinstance(value, str) else value
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _grace(cls, value: object) -> object:
+        if isinstance(value, str):  # "hour=10m,day=2h"
+            pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+            if any(len(p) != 2 or p[0].strip() not in SUMMARY_WINDOWS for p in pairs):
+                raise ValueError(f"grace must look like hour=10m,day=2h (windows: {', '.join(SUMMARY_WINDOWS)})")
+            defaults = {"hour": 600.0, "day": 7200.0, "night": 7200.0, "cgm": 7200.0}
+            return {**defaults, **{k.strip(): parse_duration(v) for k, v in pairs}}
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkerSettings:
+        """Read ``WEARFHIR_WORKER_SETTINGS`` (JSON, what ``wearfhir worker`` writes), or ``WEARFHIR_REDIS`` and
+        ``WEARFHIR_FHIR`` (URLs) for a plain ``python -m bytewax.run flows.worker``."""
+        import json
+
+        text = env.get("WEARFHIR_WORKER_SETTINGS")
+        if text:
+            return cls.model_validate(json.loads(text))
+        missing = [k for k in ("WEARFHIR_REDIS", "WEARFHIR_FHIR") if not env.get(k)]
+        if missing:
+            raise ConfigError(f"set {', '.join(missing)} (or WEARFHIR_WORKER_SETTINGS) to run the worker flow")
+        values: dict[str, object] = {"redis_url": env["WEARFHIR_REDIS"], "fhir": {"url": env["WEARFHIR_FHIR"]}}
+        for name in ("raw", "summaries", "identifier_base", "metrics_port"):
+            if env.get(f"WEARFHIR_{name.upper()}"):
+                values[name] = env[f"WEARFHIR_{name.upper()}"]
+        if env.get("WEARFHIR_HORIZON"):
+            values["horizon"] = parse_duration(env["WEARFHIR_HORIZON"])
         return cls.model_validate(values)

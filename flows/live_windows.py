@@ -1,0 +1,125 @@
+"""The worker's keyed step: a Bytewax stateful operator around :class:`aggregates.live.LiveKey`.
+
+Per (patient, metric): drop repeats, write raw Observations of new samples (per the ``--raw`` policy), keep the
+windows, and on a timer (armed only while the key has unflushed samples, open windows or old state) write the
+windows that changed or became final. Samples for windows whose state is gone go out as a ``late`` dead letter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import bytewax.operators as op
+import numpy as np
+from bytewax.dataflow import Stream
+
+from aggregates.live import LiveKey, LiveSettings
+from connectors.streams.codec import encode_entry
+from connectors.streams.consumer import WorkItem
+from connectors.streams.deadletter import LATE_MESSAGE, InputDeadLetter
+from flows.summarise import accumulator_spec
+from mappers.batch import BatchMapper, writes_raw
+from mappers.summary import SUMMARY_PART_WINDOWS, SummaryBatch, SummaryBuilder
+from mappers.tables import Metric
+
+__all__ = ["LiveContext", "LiveLogic", "live_windows"]
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class LiveContext:
+    """What every key's logic shares (built once per worker process)."""
+
+    metrics: dict[str, Metric]
+    mapper: BatchMapper
+    builder: SummaryBuilder
+    wanted: frozenset[str]
+    cgm_days: int
+    settings: LiveSettings
+    clock: Clock = time.time
+    recorder: Any = None  # wearfhir.worker_metrics.WorkerMetrics, or None
+
+
+class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
+    """Per-key logic of the ``live_windows`` step."""
+
+    def __init__(self, ctx: LiveContext, state: LiveKey | None) -> None:
+        self._ctx = ctx
+        self._key = state
+
+    def on_item(self, value: WorkItem) -> tuple[Iterable[Any], bool]:
+        ctx, batch = self._ctx, value.batch
+        metric = ctx.metrics[batch.metric]
+        if self._key is None:
+            spec = replace(accumulator_spec(metric, ctx.wanted, ctx.cgm_days, batch.timezone), keep_all=True,
+                           grace=dict(ctx.settings.grace))
+            self._key = LiveKey(batch.patient, metric, spec, ctx.settings)
+        now = ctx.clock()
+        accepted = self._key.add(batch, now, value.identity)
+        out: list[Any] = []
+        recorder = ctx.recorder
+        if recorder is not None:
+            recorder.samples_in(value.origin, len(batch.samples))
+            recorder.accepted(batch.metric, len(accepted.kept))
+            recorder.duplicates(batch.metric, accepted.duplicates)
+            recorder.replaced(batch.metric, accepted.replaced)
+        if accepted.late:
+            if recorder is not None:
+                recorder.late(batch.metric, len(accepted.late))
+                recorder.dead_letter("late", 1)
+            fields = encode_entry(batch.patient, accepted.late, timezone=batch.timezone, origin=value.origin,
+                                  producer=value.producer, identity=value.identity)
+            out.append(InputDeadLetter("late", LATE_MESSAGE.format(n=len(accepted.late), metric=batch.metric),
+                                       value.stream, value.entry_id, value.producer, batch.patient, batch.metric,
+                                       len(accepted.late), fields))
+        if accepted.kept and writes_raw(metric, ctx.mapper.policy):
+            out.append(ctx.mapper(batch._replace(samples=accepted.kept), duplicates=accepted.duplicates,
+                                  same_slot=accepted.same_slot))
+        return out, self.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        if self._key is None:
+            return (), self.RETAIN
+        ctx = self._ctx
+        flushed = self._key.flush(ctx.clock())
+        if flushed is None:
+            return (), self.RETAIN
+        if ctx.recorder is not None:
+            for window in ("hour", "day", "night", "cgm"):
+                status = getattr(flushed, f"{window}_status")
+                if status is not None:
+                    for name, count in zip(*_counts(status), strict=True):
+                        ctx.recorder.windows(window, name, count)
+        return [SummaryBatch(self._key.patient, self._key.metric, part, ctx.builder)
+                for part in flushed.chunks(SUMMARY_PART_WINDOWS)], self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        return (), self.RETAIN  # the worker's input never really ends: windows stay open
+
+    def notify_at(self) -> datetime | None:
+        if self._key is None:
+            return None
+        now = self._ctx.clock()
+        wake = self._key.next_wake(now)
+        if wake is None:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, wake - now))
+
+    def snapshot(self) -> LiveKey:
+        assert self._key is not None
+        return self._key.snapshot()
+
+
+def _counts(status: Any) -> tuple[list[str], list[int]]:
+    names, counts = np.unique(status, return_counts=True)
+    return [str(n) for n in names], [int(c) for c in counts]
+
+
+def live_windows(step_id: str, items: Stream[tuple[str, WorkItem]], ctx: LiveContext) -> Stream[tuple[str, Any]]:
+    """Keyed work items → keyed outputs (raw MappedBatches, SummaryBatches, late dead letters)."""
+    return op.stateful(step_id, items, lambda state: LiveLogic(ctx, state))
