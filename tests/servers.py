@@ -114,35 +114,54 @@ def fhir_server(tmp: Path, **overrides: Any) -> Iterator[FhirServer]:
 
 @dataclass
 class RedisServer:
-    """A running redis-server."""
+    """A running redis-server; ``restart()`` stops it and starts it again on the same port and directory."""
 
     port: int
+    command: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        port = self.port
+
+        def ping() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+
+        _wait_until(ping, "redis-server", self.proc, timeout=20)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
 
 @contextmanager
-def redis_server(tmp: Path) -> Iterator[RedisServer]:
-    """Start ``redis-server`` (Debian package; ``make test`` installs it) on a free loopback port."""
+def redis_server(tmp: Path, aof: bool = False) -> Iterator[RedisServer]:
+    """Start ``redis-server`` (Debian package; ``make test`` installs it) on a free loopback port; ``aof`` turns on
+    the append-only file with ``appendfsync always`` (a restart keeps every acknowledged write)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: run `make test` (it installs it with apt-get)")
     port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    def ping() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-
-    _wait_until(ping, "redis-server", proc, timeout=20)
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if aof else ["--appendonly", "no"]
+    server = RedisServer(port, [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
+                                "--dir", str(tmp)])
+    server.start()
     try:
-        yield RedisServer(port)
+        yield server
     finally:
-        _stop(proc)
+        server.stop()
 
 
 # --- fault-injecting proxy ------------------------------------------------------------------------------

@@ -1,0 +1,273 @@
+"""The stream worker end to end on a real Redis and real FHIR servers: the import oracle, windows, dead letters."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import psutil
+import pytest
+import redis as redis_lib
+
+from connectors.streams.codec import encode_entry
+from connectors.streams.producer import INPUT_DEAD_LETTERS, StreamProducer, shard_of, stream_key
+from mappers.sample import Sample, SourceInfo, epoch_times
+from tests.servers import ROOT, fhir_server, free_port
+from tests.worker_helpers import (
+    SHARDS,
+    enqueue,
+    export_batches,
+    final_form,
+    identifier_counts,
+    reset_streams,
+    run_until_idle,
+    server_resources,
+    settings_for,
+    shuffled_entries,
+    wait_for,
+    worker_thread,
+)
+from wearfhir.cli import main
+from wearfhir.synth import SynthSpec, write_export
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "apple-health"
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.fixture(scope="module")
+def oracle_fhir(tmp_path_factory):
+    """A second FHIR server: ``wearfhir import`` writes there, the worker to the session's."""
+    with fhir_server(tmp_path_factory.mktemp("oracle-fhir")) as server:
+        yield server
+
+
+def put_patient(base_url: str, pid: str) -> str:
+    httpx.put(f"{base_url}/Patient/{pid}", json={"resourceType": "Patient", "id": pid}).raise_for_status()
+    return f"Patient/{pid}"
+
+
+def test_worker_writes_what_a_batch_import_writes(redis, fhir, oracle_fhir, tmp_path):
+    """The oracle: two patients' exports (a real one and a synthetic one with CGM, sleep and DST), cut into entries
+    of random sizes, shuffled across patients, a fifth re-sent (whole or re-cut) → the same resources, values
+    and ids as `wearfhir import` of each export; each identifier once."""
+    synthetic = write_export(tmp_path / "export.zip", SynthSpec(records=8_000, seed=11))
+    exports = {"worker-oracle-real": SAMPLES / "ashtom-hkimport-v3-2017.xml", "worker-oracle-synth": synthetic}
+    reset_streams(redis.url)
+    rng = random.Random(5)
+    entries = []
+    for pid, path in exports.items():
+        patient = put_patient(fhir.base_url, pid)
+        put_patient(oracle_fhir.base_url, pid)
+        assert main(["import", str(path), "--patient", patient, "--fhir", oracle_fhir.base_url, "--no-progress",
+                     "--dead-letters", str(tmp_path / "dlq.ndjson"), "--rejected", str(tmp_path / "rej.ndjson")]) == 0
+        entries += shuffled_entries(export_batches(path, patient), rng)
+    rng.shuffle(entries)
+    enqueue(redis.url, entries)
+    recorder = run_until_idle(settings_for(redis.url, fhir.base_url))
+
+    duplicates = sum(v for s in recorder.registry.collect() if s.name == "wearfhir_worker_samples_duplicate"
+                     for v in [x.value for x in s.samples if x.name.endswith("_total")])
+    assert duplicates > 0  # the re-sends were seen, and dropped
+    for pid in exports:
+        for rtype in ("Observation", "DiagnosticReport"):
+            worker = server_resources(fhir.base_url, rtype, subject=f"Patient/{pid}")
+            batch = server_resources(oracle_fhir.base_url, rtype, subject=f"Patient/{pid}")
+            assert worker or rtype != "Observation", f"nothing written for {pid}"
+            assert set(worker) == set(batch), f"{rtype} ids differ for {pid}"
+            different = [i for i in batch if final_form(worker[i]) != final_form(batch[i])]
+            assert not different, f"{len(different)} {rtype}s differ for {pid}, e.g. {different[0]}"
+            assert set(identifier_counts(worker).values()) <= {1}
+    devices_worker = server_resources(fhir.base_url, "Device")
+    devices_batch = server_resources(oracle_fhir.base_url, "Device")
+    assert set(devices_batch) <= set(devices_worker)
+
+
+def heart_rate(patient: str, start: datetime, value: float, source: str = "Apple Watch") -> Sample:
+    end = start + timedelta(minutes=1)
+    start_epoch, end_epoch, _ = epoch_times(start, end)
+    offset = int(start.utcoffset().total_seconds())
+    return Sample(patient, "heart_rate", value, None, "/min", start, end, SourceInfo(source, "10.0", None),
+                  "healthkit", "HKQuantityTypeIdentifierHeartRate", start_epoch, end_epoch, offset,
+                  timezone="America/New_York")
+
+
+class Clock:
+    """A wall clock the test moves."""
+
+    def __init__(self, at: datetime) -> None:
+        self.now = at.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def set(self, at: datetime) -> None:
+        self.now = at.timestamp()
+
+
+def hour_summary(base_url: str, patient: str, hour: datetime) -> dict | None:
+    """The heart-rate hour summary whose window starts at ``hour`` (local), if written."""
+    for obs in server_resources(base_url, "Observation", subject=patient).values():
+        period = obs.get("effectivePeriod", {})
+        if period.get("start") == hour.isoformat() and period.get("end") == (hour + timedelta(hours=1)).isoformat():
+            return obs
+    return None
+
+
+def stat(obs: dict, code: str) -> float:
+    return next(c["valueQuantity"]["value"] if "valueQuantity" in c else c["valueInteger"]
+                for c in obs.get("component", []) if c["code"]["coding"][0]["code"] == code)
+
+
+def test_windows_go_preliminary_final_amended_and_late_data_is_dead_lettered(redis, fhir):
+    """With a controlled clock: an open hour is preliminary; once its end + grace has passed it is final (no new
+    sample for it needed); a late sample re-emits it amended under the same id; past the horizon a sample is
+    dead-lettered as late (counted, with a re-import instruction), never folded."""
+    reset_streams(redis.url)
+    patient = put_patient(fhir.base_url, "worker-windows")
+    ten = datetime(2026, 3, 10, 10, 0, tzinfo=NEW_YORK)  # EDT, two days after the DST change
+    clock = Clock(ten + timedelta(minutes=30))
+    settings = settings_for(redis.url, fhir.base_url, horizon=86400.0, idle=0.0, evict_every=0.1,
+                            grace={"hour": 60.0, "day": 600.0, "night": 600.0, "cgm": 600.0})
+    client = redis_lib.Redis.from_url(redis.url)
+    producer = StreamProducer(client, "test", shards=SHARDS)
+
+    def send(*samples: Sample) -> None:
+        producer.add(patient, list(samples), timezone="America/New_York", origin="healthkit")
+        producer.flush()
+
+    with worker_thread(settings, clock) as recorder:
+        send(*(heart_rate(patient, ten + timedelta(minutes=m), 60.0 + m) for m in range(21)))
+        first = wait_for(lambda: hour_summary(fhir.base_url, patient, ten), "the open hour")
+        assert first["status"] == "preliminary"
+        assert first["valueQuantity"]["value"] == 70.0  # mean of 60..80
+
+        clock.set(ten + timedelta(hours=1, minutes=2))  # 10:00-11:00 ended, plus the 60 s grace
+        send(heart_rate(patient, ten + timedelta(hours=1, minutes=1), 90.0))  # wakes the key: 11:00 opens
+        final = wait_for(lambda: (o := hour_summary(fhir.base_url, patient, ten)) and o["status"] == "final" and o,
+                         "the hour to become final")
+        assert final["id"] == first["id"] and final["valueQuantity"]["value"] == 70.0
+        assert hour_summary(fhir.base_url, patient, ten + timedelta(hours=1))["status"] == "preliminary"
+
+        send(heart_rate(patient, ten + timedelta(minutes=25), 200.0))  # late, but within the horizon
+        amended = wait_for(lambda: (o := hour_summary(fhir.base_url, patient, ten)) and o["status"] == "amended"
+                           and o, "the hour to be amended")
+        assert amended["id"] == first["id"] and stat(amended, "maximum") == 200.0
+
+        clock.set(ten + timedelta(days=3))  # past the 1-day horizon: the state of the 10th goes at the next flush
+        send(heart_rate(patient, ten + timedelta(days=3, minutes=-5), 70.0))
+        wait_for(lambda: recorder.registry.get_sample_value("wearfhir_worker_windows_emitted_total",
+                                                            {"kind": "hour", "status": "preliminary"}) >= 3,
+                 "the flush of the new day")
+        time.sleep(0.5)
+        send(heart_rate(patient, ten + timedelta(minutes=40), 120.0))  # for a window whose state is gone
+        letter = wait_for(lambda: [fields for _, fields in client.xrange(INPUT_DEAD_LETTERS)
+                                   if fields[b"reason"] == b"late"], "the late dead letter")[0]
+        assert recorder.registry.get_sample_value("wearfhir_worker_samples_late_total", {"metric": "heart_rate"}) == 1
+    assert b"wearfhir import" in letter[b"message"] and letter[b"samples"] == b"1"
+    assert letter[b"patient"] == patient.encode() and b"entry.data" in letter  # replayable
+    assert b"120" not in letter[b"message"]  # no value in the text
+    after = hour_summary(fhir.base_url, patient, ten)
+    assert after["id"] == first["id"] and stat(after, "maximum") == 200.0  # the late sample changed nothing
+
+
+def test_bad_entries_are_dead_lettered_and_the_rest_lands(redis, fhir):
+    """An entry of an unknown version, a corrupt one and one with an unknown metric go to the dead-letter stream
+    with their reason and fields; the good entries around them are written."""
+    reset_streams(redis.url)
+    patient = put_patient(fhir.base_url, "worker-bad-entries")
+    client = redis_lib.Redis.from_url(redis.url)
+    key = stream_key(shard_of(patient, SHARDS))
+    at = datetime(2024, 5, 1, 8, 0, tzinfo=NEW_YORK)
+    good = [heart_rate(patient, at + timedelta(minutes=m), 70.0) for m in range(10)]
+    fields = encode_entry(patient, good[:5], timezone="America/New_York", origin="healthkit", producer="test")
+    client.xadd(key, {**fields, b"v": b"9"})
+    client.xadd(key, fields)
+    client.xadd(key, {**fields, b"data": b"not zlib"})
+    client.xadd(key, encode_entry(patient, [good[0]._replace(metric="no_such_metric")], timezone=None,
+                                  origin="healthkit", producer="test"))
+    client.xadd(key, encode_entry(patient, good[5:], timezone="America/New_York", origin="healthkit",
+                                  producer="test"))
+    recorder = run_until_idle(settings_for(redis.url, fhir.base_url))
+    reasons = sorted(f[b"reason"].decode() for _, f in client.xrange(INPUT_DEAD_LETTERS))
+    assert reasons == ["undecodable", "unknown_metric", "unknown_version"]
+    assert recorder.registry.get_sample_value("wearfhir_worker_samples_accepted_total", {"metric": "heart_rate"}) == 10
+    day = [o for o in server_resources(fhir.base_url, "Observation", subject=patient).values()
+           if o["effectivePeriod"]["start"].endswith("T00:00:00-04:00")]
+    assert len(day) == 1 and stat(day[0], "count") == 10  # the five samples before and after the bad entries
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def test_worker_command_idles_cheaply_drains_on_sigterm_and_resumes(redis, fhir, tmp_path):
+    """`wearfhir worker`: idle it costs ≤ 5 % of a core; SIGTERM drains (exit 0, no replay: a second run reads
+    nothing again); the committed position is published; `wearfhir enqueue` feeds it."""
+    reset_streams(redis.url, 16)
+    patient = put_patient(fhir.base_url, "worker-cli")
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "wearfhir.cli", "worker", "--redis", redis.url, "--fhir", fhir.base_url,
+               "--recovery-dir", str(tmp_path / "recovery"), "--snapshot-seconds", "1", "--backup-seconds", "0",
+               "--flush-every", "0.2s", "--metrics-port", str(port)]
+    worker = subprocess.Popen(command, env=env, cwd=tmp_path)
+    try:
+        wait_for(lambda: _ready(port), "the worker's readiness", timeout=60)
+        process = psutil.Process(worker.pid)
+        time.sleep(2)
+        before, started = _cpu_seconds(process), time.monotonic()
+        time.sleep(6)
+        idle_share = (_cpu_seconds(process) - before) / (time.monotonic() - started)
+        assert idle_share <= 0.05, f"idle worker used {idle_share:.1%} of a core"
+
+        enq = subprocess.run([sys.executable, "-m", "wearfhir.cli", "enqueue", str(SAMPLES / "ahp-export.xml"),
+                              "--patient", patient, "--redis", redis.url], env=env, capture_output=True, text=True)
+        assert enq.returncode == 0, enq.stderr
+        assert "Enqueued 6 samples" in enq.stdout
+        wait_for(lambda: _metric(port, "wearfhir_worker_samples_accepted_total") >= 6, "the samples")
+        wait_for(lambda: redis_lib.Redis.from_url(redis.url).hlen("wearfhir:committed") >= 1, "a committed id")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    written = server_resources(fhir.base_url, "Observation", subject=patient)
+    assert written
+    again = subprocess.Popen(command, env=env, cwd=tmp_path)
+    try:
+        wait_for(lambda: _ready(port), "the restarted worker", timeout=60)
+        time.sleep(2)
+        assert _metric(port, "wearfhir_worker_entries_read_total") == 0  # drained: nothing replayed
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=30)
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _metric(port: int, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name)
