@@ -43,6 +43,16 @@ class LiveContext:
     settings: LiveSettings
     clock: Clock = time.time
     recorder: Any = None  # wearfhir.worker_metrics.WorkerMetrics, or None
+    keys: int = 0  # (patient, metric) states held by this process
+    kept: int = 0  # samples they keep
+
+    def held(self, keys: int, kept: int) -> None:
+        """Account for a change in the states held (gauges for memory planning: ~24 B a kept sample)."""
+        self.keys += keys
+        self.kept += kept
+        if self.recorder is not None:
+            self.recorder.keys(self.keys)
+            self.recorder.kept(self.kept)
 
 
 class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
@@ -51,6 +61,8 @@ class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
     def __init__(self, ctx: LiveContext, state: LiveKey | None) -> None:
         self._ctx = ctx
         self._key = state
+        if state is not None:
+            ctx.held(1, state.kept_samples)
 
     def on_item(self, value: WorkItem) -> tuple[Iterable[Any], bool]:
         ctx, batch = self._ctx, value.batch
@@ -59,8 +71,11 @@ class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
             spec = replace(accumulator_spec(metric, ctx.wanted, ctx.cgm_days, batch.timezone), keep_all=True,
                            grace=dict(ctx.settings.grace))
             self._key = LiveKey(batch.patient, metric, spec, ctx.settings)
+            ctx.held(1, 0)
         now = ctx.clock()
+        before = self._key.kept_samples
         accepted = self._key.add(batch, now, value.identity)
+        ctx.held(0, self._key.kept_samples - before)
         out: list[Any] = []
         recorder = ctx.recorder
         if recorder is not None:
@@ -86,7 +101,9 @@ class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
         if self._key is None:
             return (), self.RETAIN
         ctx = self._ctx
+        before = self._key.kept_samples
         flushed = self._key.flush(ctx.clock())
+        ctx.held(0, self._key.kept_samples - before)
         if flushed is None:
             return (), self.RETAIN
         if ctx.recorder is not None:
