@@ -19,6 +19,7 @@ decoded sample equals the one encoded, field for field (start/end as written, ep
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -116,15 +117,17 @@ def encode_entry(patient: str, samples: Sequence[Sample], *, timezone: str | Non
     for s in samples:
         if s.patient != patient:
             raise ValueError("an entry holds the samples of one patient")
+        if not _finite(s.value) or s.components and not all(_finite(x) for _, x in s.components):
+            raise ValueError("a sample value must be a finite number (JSON has no NaN or infinity)")
         cols["m"].append(metrics(s.metric))
         cols["v"].append(s.value)
         cols["c"].append(s.code)
         cols["u"].append(units(s.unit))
+        cols["o0"].append(_offset(s.start))  # first: it refuses a naive time that _micros could not subtract
         cols["t0"].append(_micros(s.start))
-        cols["o0"].append(_offset(s.start))
         same = s.end is s.start or s.end == s.start and _offset(s.end) == _offset(s.start)
-        cols["t1"].append(None if same else _micros(s.end))
         cols["o1"].append(None if same else _offset(s.end))
+        cols["t1"].append(None if same else _micros(s.end))
         cols["lo"].append(s.utc_offset)
         src = s.source
         device = list(src.device) if src.device is not None else None
@@ -205,6 +208,15 @@ def entry_batches(patient: str, samples: list[Sample], zone: str | None) -> list
     return [SampleBatch(patient, metric, group, zone) for metric, group in groups.items()]
 
 
+def _finite(value: float | None) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _number(value: Any) -> bool:
+    """None or a JSON number (a boolean is not one, though Python counts it as an int)."""
+    return value is None or isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _samples(body: dict[str, Any], patient: str, origin: str) -> list[Sample]:
     metrics, units, types, zones = body["metrics"], body["units"], body["types"], body["zones"]
     sources = [SourceInfo(name, version, DeviceInfo(*device) if device is not None else None)
@@ -220,12 +232,12 @@ def _samples(body: dict[str, Any], patient: str, origin: str) -> list[Sample]:
     out = []
     for (mi, value, code, ui, start_us, start_off, end_us, end_off, local, si, vti, zi, record, parts, entered,
          vcode, own_origin) in zip(*columns, strict=True):
-        if value is not None and not isinstance(value, int | float):
+        if not _number(value) or parts and not all(_number(x) for _, x in parts):
             raise DecodeError("undecodable", "a sample value is not a number")
         start = _moment(start_us, start_off)
         end = start if end_us is None else _moment(end_us, end_off)
         start_epoch, end_epoch, _ = epoch_times(start, end)
         out.append(Sample(patient, metrics[mi], value, code, units[ui], start, end, sources[si],
-                          own_origin or origin, types[vti], start_epoch, end_epoch, local, record,
+                          origin if own_origin is None else own_origin, types[vti], start_epoch, end_epoch, local, record,
                           tuple((k, x) for k, x in parts) if parts else (), zones[zi], bool(entered), vcode))
     return out

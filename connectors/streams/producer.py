@@ -44,6 +44,8 @@ def configured_shards(client: redis.Redis, wanted: int | None = None) -> int:
 
     Asking for another count than the one set raises: changing it would move patients between streams.
     """
+    if wanted is not None and wanted < 1:  # checked before anything is stored: the count is set once
+        raise ValueError(f"the number of input shards must be at least 1, not {wanted}")
     client.hsetnx(CONFIG_KEY, "shards", str(wanted or DEFAULT_SHARDS))
     stored = int(client.hget(CONFIG_KEY, "shards") or DEFAULT_SHARDS)
     if wanted is not None and wanted != stored:
