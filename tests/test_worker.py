@@ -271,3 +271,68 @@ def _metric(port: int, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
                if s.name == name)
+
+
+def test_input_is_trimmed_only_behind_the_committed_position(redis, fhir):
+    """With no backup window and no retention floor, the worker trims what it committed, and nothing after it."""
+    reset_streams(redis.url)
+    patient = put_patient(fhir.base_url, "worker-trim")
+    at = datetime(2024, 5, 2, 8, 0, tzinfo=NEW_YORK)
+    client = redis_lib.Redis.from_url(redis.url)
+    producer = StreamProducer(client, "test", shards=SHARDS)
+    for m in range(600):  # 600 entries of one sample: several of Redis's 100-entry stream nodes
+        producer.add(patient, [heart_rate(patient, at + timedelta(minutes=m), 70.0)], timezone="America/New_York",
+                     origin="healthkit")
+    producer.flush()
+    key = stream_key(shard_of(patient, SHARDS))
+    ids = [i for i, _ in client.xrange(key)]
+    run_until_idle(settings_for(redis.url, fhir.base_url, retain_seconds=0.0, backup_seconds=0.0), quiet=3.0)
+    committed = client.hget("wearfhir:committed", key)
+    left = [i for i, _ in client.xrange(key)]
+    assert committed in ids
+    assert len(left) < len(ids)  # trimmed ...
+    assert set(ids[ids.index(committed) + 1:]) <= set(left)  # ... never past the committed id
+
+
+class RecordingClient:
+    """Wraps a real FhirClient and keeps every Bundle it sends (the resources' ids and statuses)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.bundles: list[list[tuple[str, str]]] = []
+        self.spans: list[tuple[float, float]] = []
+        self.base_url = client.base_url
+
+    def transaction(self, resources):
+        self.bundles.append([(r["id"], r.get("status", "")) for r in resources])
+        started = time.monotonic()
+        time.sleep(0.3)  # slow enough that a second version would overtake the first without the writer's care
+        result = self._client.transaction(resources)
+        self.spans.append((started, time.monotonic()))
+        return result
+
+
+def test_live_writer_sends_one_version_of_an_id_at_a_time_and_the_latest_wins(fhir, tmp_path):
+    from connectors.fhir.client import FhirClient
+    from connectors.fhir.deadletter import FileDeadLetters
+    from connectors.fhir.worker_sink import LiveFhirWriter
+
+    patient = put_patient(fhir.base_url, "worker-coalesce")
+
+    def obs(i: int, status: str) -> dict:
+        return {"resourceType": "Observation", "id": f"wcoalesce{i}", "status": status,
+                "code": {"text": "test"}, "subject": {"reference": patient}}
+
+    recording = RecordingClient(FhirClient(fhir.base_url))
+    writer = LiveFhirWriter(recording, FileDeadLetters(tmp_path / "dlq.ndjson"), bundle_size=2, concurrency=4)
+    writer.write([obs(1, "preliminary")])
+    writer.write([obs(1, "final")])  # replaces the pending preliminary
+    writer.write([obs(2, "preliminary")])  # the Bundle (1 final, 2 preliminary) is full: sent
+    writer.write([obs(2, "final"), obs(3, "final")])  # 2 is in flight: this Bundle waits for it
+    writer.flush()
+    assert recording.bundles == [[("wcoalesce1", "final"), ("wcoalesce2", "preliminary")],
+                                 [("wcoalesce2", "final"), ("wcoalesce3", "final")]]
+    assert recording.spans[1][0] >= recording.spans[0][1]  # the second version left after the first had landed
+    with fhir.client() as c:
+        assert c.get("/Observation/wcoalesce2").json()["status"] == "final"
+    writer.close()

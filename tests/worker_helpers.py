@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def run_until_idle(settings: WorkerSettings, quiet: float = 2.0, timeout: float 
             return False
         return time.monotonic() - caught_up[0] > quiet
 
-    run_main(get_flow(settings, recorder=recorder, clock=clock, stop=stop))
+    run_main(get_flow(settings, recorder=recorder, clock=clock, stop=stop), epoch_interval=timedelta(seconds=0.5))
     return recorder
 
 

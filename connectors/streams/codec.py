@@ -238,6 +238,7 @@ def _samples(body: dict[str, Any], patient: str, origin: str) -> list[Sample]:
         end = start if end_us is None else _moment(end_us, end_off)
         start_epoch, end_epoch, _ = epoch_times(start, end)
         out.append(Sample(patient, metrics[mi], value, code, units[ui], start, end, sources[si],
-                          origin if own_origin is None else own_origin, types[vti], start_epoch, end_epoch, local, record,
+                          origin if own_origin is None else own_origin, types[vti], start_epoch, end_epoch, local,
+                          record,
                           tuple((k, x) for k, x in parts) if parts else (), zones[zi], bool(entered), vcode))
     return out
