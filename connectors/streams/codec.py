@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from mappers.sample import DeviceInfo, Sample, SampleBatch, SourceInfo, epoch_times
+from mappers.sample import DeviceInfo, Sample, SampleBatch, SourceInfo
 
 __all__ = ["ENTRY_VERSION", "DecodeError", "EntryBatch", "decode_entry", "encode_entry", "entry_batches",
            "split_samples"]
@@ -212,9 +212,7 @@ def _finite(value: float | None) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
-def _number(value: Any) -> bool:
-    """None or a JSON number (a boolean is not one, though Python counts it as an int)."""
-    return value is None or isinstance(value, int | float) and not isinstance(value, bool)
+_NUMBER_TYPES = (int, float)  # exact types: a JSON boolean decodes to bool, which must not pass as a number
 
 
 def _samples(body: dict[str, Any], patient: str, origin: str) -> list[Sample]:
@@ -229,16 +227,29 @@ def _samples(body: dict[str, Any], patient: str, origin: str) -> list[Sample]:
     columns = (m, v, c, u, t0, o0, t1, o1, lo, s, vt, z, rid, comp, ue, vc, org)
     if any(len(col) != n for col in columns):
         raise DecodeError("undecodable", "the sample columns differ in length")
+    if any(type(x) not in _NUMBER_TYPES for x in v if x is not None) or any(
+            type(x) not in _NUMBER_TYPES for parts in comp if parts for _, x in parts):
+        raise DecodeError("undecodable", "a sample value is not a number")
+    zone_of = {offset: timezone(timedelta(seconds=offset)) for offset in {*o0, *o1} if offset is not None}
+    fromtimestamp = datetime.fromtimestamp
     out = []
     for (mi, value, code, ui, start_us, start_off, end_us, end_off, local, si, vti, zi, record, parts, entered,
          vcode, own_origin) in zip(*columns, strict=True):
-        if not _number(value) or parts and not all(_number(x) for _, x in parts):
-            raise DecodeError("undecodable", "a sample value is not a number")
-        start = _moment(start_us, start_off)
-        end = start if end_us is None else _moment(end_us, end_off)
-        start_epoch, end_epoch, _ = epoch_times(start, end)
+        # epochs as the sources compute them (mappers.sample.epoch_times): microseconds over 10**6, one rounding
+        seconds, micro = divmod(start_us, _MICRO)
+        start = fromtimestamp(seconds, zone_of[start_off])
+        if micro:
+            start = start.replace(microsecond=micro)
+        start_epoch = start_us / _MICRO
+        if end_us is None:
+            end, end_epoch = start, start_epoch
+        else:
+            seconds, micro = divmod(end_us, _MICRO)
+            end = fromtimestamp(seconds, zone_of[end_off])
+            if micro:
+                end = end.replace(microsecond=micro)
+            end_epoch = end_us / _MICRO
         out.append(Sample(patient, metrics[mi], value, code, units[ui], start, end, sources[si],
                           origin if own_origin is None else own_origin, types[vti], start_epoch, end_epoch, local,
-                          record,
-                          tuple((k, x) for k, x in parts) if parts else (), zones[zi], bool(entered), vcode))
+                          record, tuple((k, x) for k, x in parts) if parts else (), zones[zi], bool(entered), vcode))
     return out
