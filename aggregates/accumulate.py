@@ -412,8 +412,10 @@ class SummaryAccumulator:
         """
         self._absorb()
         spec = self.spec
-        offset = np.array([self._last_offset], dtype=np.int32)
         at = np.array([before])
+        offset = np.array([self._last_offset], dtype=np.int32)
+        if spec.zone is not None:  # the zone's offset at ``before``: the latest sample's may differ (DST), and a day
+            offset = zone_offsets(spec.zone, at).astype(np.int32)  # keyed in it may start after ``before``
         bounds = [before]
         if "hour" in spec.windows:
             bounds.append(float(hour_window_bounds(hour_keys(at, offset), offset)[0][0]))

@@ -92,6 +92,8 @@ class LiveKey:
             samples = [s for s in samples if s.start_epoch >= self.boundary]
         result, replaced = self.filter.filter(samples, identity)
         kept = result.kept
+        if kept and self.acc is None and min(s.start_epoch for s in kept) < now - self.settings.horizon:
+            self.last_old_sample = now
         if kept and self.acc is not None:
             if replaced:
                 self.acc.remove(np.array([s.start_epoch for s in replaced]), np.array([s.end_epoch for s in replaced]),
@@ -106,7 +108,11 @@ class LiveKey:
     def flush(self, now: float) -> Flushed | None:
         """The windows that changed or became final by ``now``; then forget what is past the horizon."""
         self.next_flush = None
-        if self.acc is None:
+        if self.acc is None:  # no windows (raw only): forget old identities; a re-sent old sample is re-written
+            if now - self.last_evict >= self.settings.evict_every:  # under its own id, which is harmless
+                self.last_evict = now
+                if now - self.last_old_sample >= self.settings.idle:
+                    self.filter.evict(now - self.settings.horizon)
             return None
         flushed = self.acc.flush(now)
         if now - self.last_evict >= self.settings.evict_every or self.acc.kept_samples > 4_000_000:
@@ -130,7 +136,7 @@ class LiveKey:
         cost nothing)."""
         times = [t for t in (self.next_flush, self.acc.next_close() if self.acc is not None else None)
                  if t is not None]
-        if self.acc is not None and (self.acc.kept_samples or self.filter.days or self.filter.slots):
+        if (self.acc is not None and self.acc.kept_samples) or self.filter.days or self.filter.slots:
             times.append(max(self.last_evict + self.settings.evict_every, now))
         return min(times) if times else None
 

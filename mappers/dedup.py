@@ -215,9 +215,14 @@ class HorizonFilter:
             part = self.days.setdefault(day, SampleFilter()).filter([samples[i] for i in rows])
             duplicates += part.duplicates
             same_slot += part.same_slot
-            kept_ids = {id(s) for s in part.kept}
+            # part.kept is the day's rows that were kept, in order: match them by position, not by id(), which
+            # would keep every repeat of one sample object that was sent twice
+            kept = iter(part.kept)
+            wanted = next(kept, None)
             for i in rows:
-                keep[i] = id(samples[i]) in kept_ids
+                if wanted is not None and samples[i] is wanted:
+                    keep[i] = True
+                    wanted = next(kept, None)
         return FilterResult([s for s, k in zip(samples, keep, strict=True) if k], duplicates, same_slot), []
 
     def _filter_slots(self, samples: list[Sample]) -> tuple[FilterResult, list[Sample]]:
