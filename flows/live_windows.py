@@ -7,6 +7,7 @@ windows that changed or became final. Samples for windows whose state is gone go
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from mappers.tables import Metric
 __all__ = ["LiveContext", "LiveLogic", "live_windows"]
 
 Clock = Callable[[], float]
+log = logging.getLogger("wearfhir.worker.windows")
 
 
 @dataclass
@@ -65,6 +67,25 @@ class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
             ctx.held(1, state.kept_samples)
 
     def on_item(self, value: WorkItem) -> tuple[Iterable[Any], bool]:
+        try:
+            return self._on_item(value)
+        except Exception as exc:  # a poison batch must not stop the worker (a restart would meet it again)
+            log.error("batch of %d %s samples from %s %s could not be processed (%s); dead-lettered",
+                      len(value.batch.samples), value.batch.metric, value.stream, value.entry_id, type(exc).__name__)
+            if self._ctx.recorder is not None:
+                self._ctx.recorder.dead_letter("unprocessable", 1)
+            batch = value.batch
+            try:
+                fields = encode_entry(batch.patient, batch.samples, timezone=batch.timezone, origin=value.origin,
+                                      producer=value.producer, identity=value.identity)
+            except Exception:  # the samples themselves are what failed: the entry id still finds them
+                fields = {}
+            return [InputDeadLetter("unprocessable", f"{type(exc).__name__} while processing the batch: a bug; "
+                                    "report it, then replay the dead letter after the fix", value.stream,
+                                    value.entry_id, value.producer, batch.patient, batch.metric, len(batch.samples),
+                                    fields)], self.RETAIN
+
+    def _on_item(self, value: WorkItem) -> tuple[Iterable[Any], bool]:
         ctx, batch = self._ctx, value.batch
         metric = ctx.metrics[batch.metric]
         if self._key is None:
@@ -94,7 +115,7 @@ class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
                                        len(accepted.late), fields))
         if accepted.kept and writes_raw(metric, ctx.mapper.policy):
             out.append(ctx.mapper(batch._replace(samples=accepted.kept), duplicates=accepted.duplicates,
-                                  same_slot=accepted.same_slot))
+                                  same_slot=accepted.same_slot, slot_identity=value.identity == "slot"))
         return out, self.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:

@@ -48,13 +48,16 @@ class BatchMapper:
         self.policy = policy
         self.observations = ObservationBuilder(metrics, ctx, cgm_source_devices=True)
 
-    def __call__(self, batch: SampleBatch, duplicates: int = 0, same_slot: int = 0) -> MappedBatch:
+    def __call__(self, batch: SampleBatch, duplicates: int = 0, same_slot: int = 0,
+                 slot_identity: bool = False) -> MappedBatch:
         """Map one batch; ``duplicates`` is how many samples were dropped from it upstream, ``same_slot`` how many
-        of its samples share a slot with another one (kept: their values differ)."""
-        return map_batch(batch, self, duplicates, same_slot)
+        of its samples share a slot with another one (kept: their values differ); ``slot_identity`` names raw
+        Observations by slot alone (a re-sent slot's newer value replaces the resource)."""
+        return map_batch(batch, self, duplicates, same_slot, slot_identity)
 
 
-def map_batch(batch: SampleBatch, mapper: BatchMapper, duplicates: int = 0, same_slot: int = 0) -> MappedBatch:
+def map_batch(batch: SampleBatch, mapper: BatchMapper, duplicates: int = 0, same_slot: int = 0,
+              slot_identity: bool = False) -> MappedBatch:
     """Build the raw Observations of a batch (per the raw policy) and the Devices they reference.
 
     Devices come first in ``resources`` so that a server sink can resolve the references.
@@ -71,7 +74,7 @@ def map_batch(batch: SampleBatch, mapper: BatchMapper, duplicates: int = 0, same
     observations = []
     build = mapper.observations.build
     for sample in batch.samples:
-        observations.append(build(sample, metric, VENDOR_SYSTEMS[sample.origin]))
+        observations.append(build(sample, metric, VENDOR_SYSTEMS[sample.origin], slot_identity))
         device = reading_device(sample.source, cgm)
         if device is not None:
             devices[device] = None

@@ -96,10 +96,16 @@ def value_text(sample: Sample) -> str:
     return ";".join(parts)
 
 
-def sample_identifier_value(sample: Sample) -> str:
-    """The canonical identifier value of a raw sample Observation: slot, interval (UTC) and value."""
+def sample_identifier_value(sample: Sample, with_value: bool = True) -> str:
+    """The canonical identifier value of a raw sample Observation: slot, interval (UTC) and value.
+
+    ``with_value=False`` names the slot alone: for sources whose slot holds one value that a re-send replaces
+    (slot identity, see connectors.streams.codec), so the newer value overwrites the same resource.
+    """
     start = utc_text(sample.start_epoch, sample.start)
     end = start if sample.end_epoch == sample.start_epoch else utc_text(sample.end_epoch, sample.end)
+    if not with_value:
+        return "|".join((*identity_head(sample), start, end))
     return "|".join((*identity_head(sample), start, end, value_text(sample)))
 
 

@@ -97,13 +97,14 @@ class ObservationBuilder:
             ref = self._devices[key] = device_reference(patient, device, self._ctx)
         return ref
 
-    def build(self, sample: Sample, metric: Metric, vendor_system: str) -> Resource:
+    def build(self, sample: Sample, metric: Metric, vendor_system: str, slot_identity: bool = False) -> Resource:
         """The raw Observation of one sample (quantity, coded, panel or workout).
 
         The id and identifier are deterministic (DESIGN §3): replaying the same sample names the same
         resource. ``vendor_system`` is the code system of the sample's vendor type (Apple's, Google's).
+        ``slot_identity``: the id names the slot alone (a re-sent slot with a newer value replaces the resource).
         """
-        value = sample_identifier_value(sample)
+        value = sample_identifier_value(sample, with_value=not slot_identity)
         category, code = self._head(metric, vendor_system, sample.vendor_type)
         obs: Resource = {
             "resourceType": "Observation",

@@ -179,8 +179,8 @@ def test_windows_go_preliminary_final_amended_and_late_data_is_dead_lettered(red
 
 
 def test_bad_entries_are_dead_lettered_and_the_rest_lands(redis, fhir):
-    """An entry of an unknown version, a corrupt one and one with an unknown metric go to the dead-letter stream
-    with their reason and fields; the good entries around them are written."""
+    """An entry of an unknown version, a corrupt one, one with an unknown metric and one from an unknown origin go
+    to the dead-letter stream with their reason and fields; the good entries around them are written."""
     reset_streams(redis.url)
     patient = put_patient(fhir.base_url, "worker-bad-entries")
     client = redis_lib.Redis.from_url(redis.url)
@@ -193,11 +193,13 @@ def test_bad_entries_are_dead_lettered_and_the_rest_lands(redis, fhir):
     client.xadd(key, {**fields, b"data": b"not zlib"})
     client.xadd(key, encode_entry(patient, [good[0]._replace(metric="no_such_metric")], timezone=None,
                                   origin="healthkit", producer="test"))
+    client.xadd(key, encode_entry(patient, [s._replace(origin="no_such_origin") for s in good[:2]], timezone=None,
+                                  origin="no_such_origin", producer="test"))
     client.xadd(key, encode_entry(patient, good[5:], timezone="America/New_York", origin="healthkit",
                                   producer="test"))
     recorder = run_until_idle(settings_for(redis.url, fhir.base_url))
     reasons = sorted(f[b"reason"].decode() for _, f in client.xrange(INPUT_DEAD_LETTERS))
-    assert reasons == ["undecodable", "unknown_metric", "unknown_version"]
+    assert reasons == ["undecodable", "unknown_metric", "unknown_origin", "unknown_version"]
     assert recorder.registry.get_sample_value("wearfhir_worker_samples_accepted_total", {"metric": "heart_rate"}) == 10
     day = [o for o in server_resources(fhir.base_url, "Observation", subject=patient).values()
            if o["effectivePeriod"]["start"].endswith("T00:00:00-04:00")]

@@ -8,6 +8,7 @@ from typing import NamedTuple
 from connectors.streams.codec import DecodeError, decode_entry
 from connectors.streams.deadletter import InputDeadLetter
 from connectors.streams.source import StreamEntry
+from mappers.batch import VENDOR_SYSTEMS
 from mappers.sample import SampleBatch
 
 __all__ = ["WorkItem", "entry_items"]
@@ -33,6 +34,12 @@ def entry_items(entry: StreamEntry, known_metrics: Container[str]) -> list[WorkI
         producer = entry.fields.get(b"producer", b"").decode(errors="replace")
         return [InputDeadLetter(exc.reason, str(exc), entry.stream, entry.entry_id, producer, fields=entry.fields)]
     out: list[WorkItem | InputDeadLetter] = []
+    unknown = {s.origin for b in decoded.batches for s in b.samples} - VENDOR_SYSTEMS.keys()
+    if unknown:
+        return [InputDeadLetter("unknown_origin", f"origin(s) {', '.join(sorted(unknown))} not known to this worker "
+                                f"(known: {', '.join(VENDOR_SYSTEMS)}): upgrade the worker, then replay the dead "
+                                "letter", entry.stream, entry.entry_id, decoded.producer, decoded.patient,
+                                samples=decoded.samples, fields=entry.fields)]
     for batch in decoded.batches:
         if batch.metric not in known_metrics:
             out.append(InputDeadLetter(
