@@ -338,3 +338,37 @@ def test_live_writer_sends_one_version_of_an_id_at_a_time_and_the_latest_wins(fh
     with fhir.client() as c:
         assert c.get("/Observation/wcoalesce2").json()["status"] == "final"
     writer.close()
+
+
+def test_supervisor_runs_two_processes_restarts_the_cluster_when_one_dies_and_drains(redis, fhir, tmp_path):
+    """`wearfhir worker --processes 2`: each process serves its own metrics port and takes part of the shards;
+    kill -9 of one process → the supervisor restarts the whole cluster; SIGTERM drains both and exits 0."""
+    reset_streams(redis.url, 16)
+    patient = put_patient(fhir.base_url, "worker-two")
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "wearfhir.cli", "worker", "--redis", redis.url, "--fhir", fhir.base_url,
+         "--recovery-dir", str(tmp_path / "recovery"), "--processes", "2", "--snapshot-seconds", "1",
+         "--backup-seconds", "0", "--flush-every", "0.2s", "--metrics-port", str(port)], env=env, cwd=tmp_path)
+    try:
+        wait_for(lambda: _ready(port) and _ready(port + 1), "both processes", timeout=60)
+        children = psutil.Process(supervisor.pid).children()
+        assert len(children) == 2
+        assert len(list((tmp_path / "recovery").glob("part-*.sqlite3"))) == 4  # created for the most processes
+        children[1].kill()
+        wait_for(lambda: {p.pid for p in psutil.Process(supervisor.pid).children()} - {c.pid for c in children}
+                 and _ready(port) and _ready(port + 1), "the restarted cluster", timeout=60)
+        enq = subprocess.run([sys.executable, "-m", "wearfhir.cli", "enqueue", str(SAMPLES / "ahp-export.xml"),
+                              "--patient", patient, "--redis", redis.url], env=env, capture_output=True, text=True)
+        assert enq.returncode == 0, enq.stderr
+        wait_for(lambda: _metric(port, "wearfhir_worker_samples_accepted_total")
+                 + _metric(port + 1, "wearfhir_worker_samples_accepted_total") >= 6, "the samples")
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=40) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            for child in psutil.Process(supervisor.pid).children():
+                child.kill()
+    assert server_resources(fhir.base_url, "Observation", subject=patient)
