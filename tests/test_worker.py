@@ -372,3 +372,37 @@ def test_supervisor_runs_two_processes_restarts_the_cluster_when_one_dies_and_dr
             for child in psutil.Process(supervisor.pid).children():
                 child.kill()
     assert server_resources(fhir.base_url, "Observation", subject=patient)
+
+
+def test_input_dead_letters_are_listed_and_replayed_onto_their_stream(redis, capsys):
+    """`wearfhir input-dlq list` shows letters without values; `replay` puts an entry back on its stream (as after
+    an upgrade) and removes the letter; late letters are left for `wearfhir import`."""
+    from connectors.streams.deadletter import InputDeadLetter, write_input_dead_letters
+
+    reset_streams(redis.url)
+    client = redis_lib.Redis.from_url(redis.url)
+    patient = "Patient/worker-dlq"
+    entry = encode_entry(patient, [heart_rate(patient, datetime(2024, 5, 3, 8, tzinfo=NEW_YORK), 123.456)],
+                         timezone="America/New_York", origin="healthkit", producer="test")
+    stream = stream_key(shard_of(patient, SHARDS))
+    write_input_dead_letters(client, [
+        InputDeadLetter("unknown_metric", "not known", stream, "1-1", "test", patient, "heart_rate", 1, entry),
+        InputDeadLetter("late", "too late", stream, "1-2", "test", patient, "heart_rate", 1, entry)])
+    assert main(["input-dlq", "list", "--redis", redis.url]) == 0
+    listed = capsys.readouterr().out
+    assert "unknown_metric" in listed and "late" in listed and "2 input dead letters" in listed
+    assert "123.456" not in listed
+    assert main(["input-dlq", "replay", "--redis", redis.url]) == 0
+    assert "replayed 1 entries" in capsys.readouterr().out
+    [(_, back)] = client.xrange(stream)
+    assert back == entry
+    assert [f[b"reason"] for _, f in client.xrange(INPUT_DEAD_LETTERS)] == [b"late"]
+
+
+def test_worker_refuses_another_shard_count_before_starting(redis, fhir, tmp_path, capsys):
+    reset_streams(redis.url, 16)
+    code = main(["worker", "--redis", redis.url, "--fhir", fhir.base_url, "--recovery-dir", str(tmp_path / "r"),
+                 "--shards", "8"])
+    assert code == 2
+    assert "set up with 16 input shards, not 8" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing started or created

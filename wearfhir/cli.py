@@ -246,15 +246,19 @@ def _enqueue(args: argparse.Namespace) -> int:
     stopped = None
     zone = None
     started = time.perf_counter()
-    for item in read_export(args.source, args.patient, timezone=args.timezone):
-        if isinstance(item, SampleBatch):
-            zone = item.timezone
-            producer.add(item.patient, item.samples, timezone=item.timezone, origin="healthkit")
-        elif isinstance(item, Rejection):
-            rejections[item.reason] = rejections.get(item.reason, 0) + 1
-        elif isinstance(item, SourceReport):
-            stopped = item.stopped
-    producer.flush()
+    try:
+        for item in read_export(args.source, args.patient, timezone=args.timezone):
+            if isinstance(item, SampleBatch):
+                zone = item.timezone
+                producer.add(item.patient, item.samples, timezone=item.timezone, origin="healthkit")
+            elif isinstance(item, Rejection):
+                rejections[item.reason] = rejections.get(item.reason, 0) + 1
+            elif isinstance(item, SourceReport):
+                stopped = item.stopped
+        producer.flush()
+    except redis.RedisError as exc:
+        raise ServiceError(f"Redis failed after {producer.entries:,} entries ({type(exc).__name__}); run the same "
+                           "command again when it is back (the worker drops the repeats)") from None
     seconds = time.perf_counter() - started
     print(f"Enqueued {producer.samples:,} samples of {args.patient} in {producer.entries:,} entries "
           f"({producer.bytes / 1e6:.1f} MB) on {producer.shards} shards in {seconds:.1f} s; time zone "
@@ -290,6 +294,7 @@ def _worker(args: argparse.Namespace) -> int:
         return _usage_error(_option_errors(exc))
     except ValueError as exc:
         return _usage_error(str(exc))
+    _check_redis_shards(settings.redis_url, settings.shards)
     addresses = tuple(a for a in (args.addresses or "").split(";") if a)
     wanted = max(args.recovery_partitions or 0, args.processes, len(addresses))
     have = ensure_recovery(args.recovery_dir, wanted)
@@ -299,6 +304,51 @@ def _worker(args: argparse.Namespace) -> int:
     plan = ClusterPlan(args.recovery_dir, args.snapshot_seconds, int(args.backup_seconds), args.processes,
                        addresses, args.process_id, restart=not args.no_restart)
     return run_supervised(settings, plan)
+
+
+def _input_dlq(args: argparse.Namespace) -> int:
+    import redis
+
+    from connectors.streams.deadletter import list_input_dead_letters, replay_input_dead_letters
+
+    client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=5)
+    reasons = set(args.reason) if args.reason else None
+    try:
+        if args.input_dlq_command == "list":
+            letters = list_input_dead_letters(client, reasons)
+            for letter_id, fields in letters:
+                head = {k: fields.get(k.encode(), b"").decode(errors="replace")
+                        for k in ("reason", "stream", "entry", "patient", "metric", "samples", "at")}
+                print(f"{letter_id}  {head['reason']:<16} {head['stream']} {head['entry']}  {head['patient']} "
+                      f"{head['metric']} {head['samples']} samples  {head['at']}")
+            print(f"{len(letters):,} input dead letters")
+            return EXIT_OK
+        wanted = reasons or {"undecodable", "unknown_version", "unknown_metric", "unknown_origin", "unprocessable"}
+        replayed, skipped = replay_input_dead_letters(client, wanted)
+        print(f"replayed {replayed:,} entries onto their input streams; {skipped:,} letters had no entry to replay"
+              + ("; late letters are re-imported with `wearfhir import`, not replayed" if "late" in wanted else ""))
+        return EXIT_OK
+    except redis.RedisError as exc:
+        raise ServiceError(f"cannot reach Redis at the given --redis URL ({type(exc).__name__})") from None
+    finally:
+        client.close()
+
+
+def _check_redis_shards(url: str, shards: int | None) -> int:
+    """Reach Redis and agree on the shard count before any process starts (a mismatch would loop restarts)."""
+    import redis
+
+    from connectors.streams.producer import configured_shards
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        return configured_shards(client, shards)
+    except redis.RedisError as exc:
+        raise ServiceError(f"cannot reach Redis at the given --redis URL ({type(exc).__name__})") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        client.close()
 
 
 def _view(args: argparse.Namespace) -> int:
@@ -407,6 +457,18 @@ def _parser() -> argparse.ArgumentParser:
     wrk.add_argument("--no-restart", action="store_true", help="exit when a process dies instead of restarting")
     _fhir_flags(wrk, required=True, dead_letters=False)
     wrk.set_defaults(run=_worker)
+
+    idlq = sub.add_parser("input-dlq", help="list or replay the worker's input dead letters (wearfhir:in:dead)")
+    idlq_sub = idlq.add_subparsers(dest="input_dlq_command", required=True)
+    for name, text in (("list", "show input dead letters: reason, stream entry, patient, metric, count (no values)"),
+                       ("replay", "put the entries back on their streams (after a fix or an upgrade) and remove "
+                                  "the letters; default: every reason but 'late'")):
+        cmd = idlq_sub.add_parser(name, help=text)
+        cmd.add_argument("--redis", dest="redis_url", required=True, metavar="URL", help="redis://host:6379/0")
+        cmd.add_argument("--reason", action="append", metavar="REASON",
+                         help="only letters of this reason (repeatable): undecodable, unknown_version, "
+                              "unknown_metric, unknown_origin, unprocessable, late")
+        cmd.set_defaults(run=_input_dlq)
 
     maps = sub.add_parser("mappings", help="list which HealthKit types are mapped (N of M)")
     maps.add_argument("--all", action="store_true", help="also list known but unmapped types with reasons")

@@ -109,7 +109,9 @@ def run_supervised(settings: WorkerSettings, plan: ClusterPlan) -> int:
     while True:
         procs = []
         for index, command in _commands(plan):
-            procs.append(subprocess.Popen(command, env=dict(env, WEARFHIR_PROCESS_ID=str(index))))  # noqa: S603
+            # a session of their own: a terminal's Ctrl-C reaches only the supervisor, which then drains them
+            procs.append(subprocess.Popen(command, env=dict(env, WEARFHIR_PROCESS_ID=str(index)),  # noqa: S603
+                                          start_new_session=True))
         started = time.monotonic()
         log.info("worker cluster started: %d process(es)", len(procs))
         while not stopping["asked"] and all(p.poll() is None for p in procs):

@@ -52,6 +52,7 @@ class LiveFhirWriter(FhirWriter):
         self._slots_of: dict[tuple[str, str], int] = {}  # pending resource → its index in _pending
         self._in_flight: dict[Future[None], set[tuple[str, str]]] = {}
         self._outage_since: float | None = None
+        self._outage_logged = 0.0
         self._outage_lock = threading.Lock()
         self._rng = random.Random()  # noqa: S311  # retry jitter, not cryptography
 
@@ -75,10 +76,11 @@ class LiveFhirWriter(FhirWriter):
             now = time.monotonic()
             if active:
                 if self._outage_since is None:
-                    self._outage_since = now
+                    self._outage_since = self._outage_logged = now
                     log.error("FHIR server unavailable beyond the retry budget; holding the Bundles and retrying "
                               "(nothing is dropped, input reading pauses): %s", why.split(". ")[0])
-                elif int(now - self._outage_since) % 60 == 0:
+                elif now - self._outage_logged >= 60:
+                    self._outage_logged = now
                     log.warning("FHIR server still unavailable after %.0f s; retrying", now - self._outage_since)
             elif self._outage_since is not None:
                 log.info("FHIR server back after %.0f s", now - self._outage_since)
@@ -86,6 +88,7 @@ class LiveFhirWriter(FhirWriter):
             if self.metrics is not None:
                 self.metrics.outage(active)
                 self.metrics.set_ready("fhir", not active, "outage" if active else "")
+                self.metrics.heartbeat()  # waiting out an outage is alive, not hung: not ready, but no restart
 
     def _send(self, resources: list[Resource]) -> None:
         try:
