@@ -326,7 +326,8 @@ def test_live_writer_sends_one_version_of_an_id_at_a_time_and_the_latest_wins(fh
                 "code": {"text": "test"}, "subject": {"reference": patient}}
 
     recording = RecordingClient(FhirClient(fhir.base_url))
-    writer = LiveFhirWriter(recording, FileDeadLetters(tmp_path / "dlq.ndjson"), bundle_size=2, concurrency=4)
+    writer = LiveFhirWriter(recording, FileDeadLetters(tmp_path / "dlq.ndjson"), bundle_size=2, concurrency=4,
+                            linger=60.0)  # no partial Bundle leaves on its own during the test
     writer.write([obs(1, "preliminary")])
     writer.write([obs(1, "final")])  # replaces the pending preliminary
     writer.write([obs(2, "preliminary")])  # the Bundle (1 final, 2 preliminary) is full: sent
@@ -406,3 +407,20 @@ def test_worker_refuses_another_shard_count_before_starting(redis, fhir, tmp_pat
     assert code == 2
     assert "set up with 16 input shards, not 8" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing started or created
+
+
+def test_live_writer_sends_a_partial_bundle_after_the_linger_time(fhir, tmp_path):
+    """One resource, far from a full Bundle, reaches the server within the linger time, not at the next snapshot."""
+    from connectors.fhir.client import FhirClient
+    from connectors.fhir.deadletter import FileDeadLetters
+    from connectors.fhir.worker_sink import LiveFhirWriter
+
+    patient = put_patient(fhir.base_url, "worker-linger")
+    writer = LiveFhirWriter(FhirClient(fhir.base_url), FileDeadLetters(tmp_path / "dlq.ndjson"), linger=0.05)
+    try:
+        writer.write([{"resourceType": "Observation", "id": "wlinger1", "status": "final", "code": {"text": "t"},
+                       "subject": {"reference": patient}}])
+        with fhir.client() as c:
+            wait_for(lambda: c.get("/Observation/wlinger1").status_code == 200, "the lingering Bundle", timeout=5)
+    finally:
+        writer.close()

@@ -45,9 +45,15 @@ class LiveFhirWriter(FhirWriter):
     """A :class:`FhirWriter` for a process that runs forever: coalesces by id, blocks through outages."""
 
     def __init__(self, client: FhirClient, dead_letters: DeadLetterStore, bundle_size: int = 500,
-                 concurrency: int = 4, metrics: Any = None, outage_backoff: float = 30.0) -> None:
+                 concurrency: int = 4, metrics: Any = None, outage_backoff: float = 30.0, linger: float = 0.05) -> None:
         super().__init__(client, dead_letters, bundle_size, concurrency)
         self.metrics = metrics
+        self.linger = linger  # a partial Bundle waits at most this long for more resources before it is sent
+        self._pending_lock = threading.RLock()
+        self._pending_since = 0.0
+        self._closing = threading.Event()
+        self._lingerer = threading.Thread(target=self._send_lingering, name="fhir-linger", daemon=True)
+        self._lingerer.start()
         self.outage_backoff = outage_backoff
         self._slots_of: dict[tuple[str, str], int] = {}  # pending resource → its index in _pending
         self._in_flight: dict[Future[None], set[tuple[str, str]]] = {}
@@ -117,8 +123,26 @@ class LiveFhirWriter(FhirWriter):
         self._absorb(self._transact(new))
         self._written_devices.update(d["id"] for d in new)
 
+    def _send_lingering(self) -> None:
+        """Send a partial Bundle once it has waited ``linger`` seconds: resources reach the server in well under a
+        second at any input rate, not only when a Bundle fills up or the epoch ends."""
+        while not self._closing.wait(self.linger):
+            with self._pending_lock:
+                if (self._slots_of and self._failure is None
+                        and time.monotonic() - self._pending_since >= self.linger):
+                    try:
+                        self._submit()
+                    except BaseException:  # noqa: S110  # the failure is raised in the flow by its next call
+                        pass
+
     def write(self, resources: list[Resource]) -> None:
         """Queue resources; a group re-emitted while an older version is pending replaces it (latest wins)."""
+        with self._pending_lock:
+            if not self._slots_of:
+                self._pending_since = time.monotonic()
+            self._write(resources)
+
+    def _write(self, resources: list[Resource]) -> None:
         self._check()
         for group in resource_groups(resources):
             for resource in group:
@@ -153,10 +177,14 @@ class LiveFhirWriter(FhirWriter):
     def flush(self) -> None:
         """Send what is pending and wait for every Bundle in flight; raise the first failure."""
         started = time.monotonic()
-        if any(r is not None for r in self._pending) and self._failure is None:
-            self._submit()
-        wait(self._futures)
-        self._futures, self._in_flight = [], {}
+        with self._pending_lock:
+            if any(r is not None for r in self._pending) and self._failure is None:
+                self._submit()
+            futures = list(self._futures)
+        wait(futures)
+        with self._pending_lock:
+            self._futures = [f for f in self._futures if not f.done()]
+            self._in_flight = {f: keys for f, keys in self._in_flight.items() if not f.done()}
         if self.metrics is not None:
             self.metrics.flush_time(time.monotonic() - started)
         self._check()
@@ -165,6 +193,8 @@ class LiveFhirWriter(FhirWriter):
         try:
             self.flush()
         finally:
+            self._closing.set()
+            self._lingerer.join()
             self._pool.shutdown(wait=True)
         return self.result
 
