@@ -137,7 +137,7 @@ class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
                 for part in flushed.chunks(SUMMARY_PART_WINDOWS)], self.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Any], bool]:
-        return (), self.RETAIN  # the worker's input never really ends: windows stay open
+        return (), self.RETAIN if self._key is not None else self.DISCARD  # the input never really ends
 
     def notify_at(self) -> datetime | None:
         if self._key is None:
@@ -148,9 +148,8 @@ class LiveLogic(op.StatefulLogic[WorkItem, Any, LiveKey]):
             return None
         return datetime.now(UTC) + timedelta(seconds=max(0.0, wake - now))
 
-    def snapshot(self) -> LiveKey:
-        assert self._key is not None
-        return self._key.snapshot()
+    def snapshot(self) -> LiveKey | None:
+        return self._key.snapshot() if self._key is not None else None  # None: a key whose first batch failed
 
 
 def _counts(status: Any) -> tuple[list[str], list[int]]:

@@ -424,3 +424,35 @@ def test_live_writer_sends_a_partial_bundle_after_the_linger_time(fhir, tmp_path
             wait_for(lambda: c.get("/Observation/wlinger1").status_code == 200, "the lingering Bundle", timeout=5)
     finally:
         writer.close()
+
+
+def test_a_batch_that_fails_to_process_is_dead_lettered_and_the_key_goes_on():
+    """A bug met by one batch must not stop the worker (a restart would meet it again): the batch becomes an
+    `unprocessable` dead letter with its samples re-encoded, and the key still takes the next batch."""
+    from aggregates.live import LiveSettings
+    from connectors.streams.consumer import WorkItem
+    from connectors.streams.deadletter import InputDeadLetter
+    from flows.live_windows import LiveContext, LiveLogic
+    from mappers.batch import BatchMapper
+    from mappers.context import FhirContext
+    from mappers.sample import SampleBatch
+    from mappers.summary import SummaryBuilder
+    from mappers.tables import metrics
+
+    table = metrics()
+    ctx = LiveContext(table, BatchMapper(table, FhirContext(), "spot"), SummaryBuilder(FhirContext()),
+                      frozenset({"hour", "day"}), 14, LiveSettings(), clock=lambda: 1.9e9)
+    logic = LiveLogic(ctx, None)
+    patient = "Patient/worker-poison"
+    at = datetime(2024, 5, 4, 8, tzinfo=NEW_YORK)
+    broken = [heart_rate(patient, at, 70.0)._replace(metric="no_such_metric")]  # what entry_items would stop
+    out, retain = logic.on_item(WorkItem(SampleBatch(patient, "no_such_metric", broken, "America/New_York"),
+                                         "value", "healthkit", "wearfhir:in:1", "5-0", "test"))
+    [letter] = out
+    assert isinstance(letter, InputDeadLetter) and letter.reason == "unprocessable" and letter.samples == 1
+    assert b"data" in letter.fields and "KeyError" in letter.message
+    assert logic.snapshot() is None and retain == logic.RETAIN
+    good = [heart_rate(patient, at + timedelta(minutes=m), 70.0) for m in range(3)]
+    out, _ = logic.on_item(WorkItem(SampleBatch(patient, "heart_rate", good, "America/New_York"), "value",
+                                    "healthkit", "wearfhir:in:1", "6-0", "test"))
+    assert out == [] and logic.snapshot().kept_samples == 3  # dense heart rate: kept for its windows, no raw
