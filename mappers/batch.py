@@ -19,6 +19,8 @@ RawPolicy = Literal["all", "spot", "none"]
 VENDOR_SYSTEMS = {
     "healthkit": "http://developer.apple.com/documentation/healthkit",
     "google_fit": "https://developers.google.com/fit/datatypes",
+    # Health Auto Export's metric names: the app author's JSON format page, which defines them (since 2021)
+    "health_auto_export": "https://github.com/Lybron/health-auto-export/wiki/API-Export---JSON-Format",
 }
 
 
