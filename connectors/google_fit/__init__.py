@@ -1,0 +1,1 @@
+"""Google Fit sources: the shared point parser and Google Takeout "Fit" exports."""
