@@ -1,4 +1,4 @@
-"""The ``import`` dataflow: one Apple Health export → FHIR NDJSON, raw and summary Observations (ends at EOF).
+"""The ``import`` dataflow: one Apple Health export or Google Takeout → FHIR NDJSON and/or a server (ends at EOF).
 
 Run it through ``wearfhir import`` (progress bar and report), or with Bytewax directly:
 ``WEARFHIR_SOURCE=export.zip WEARFHIR_PATIENT=Patient/123 WEARFHIR_OUT=out python -m bytewax.run flows.import_flow``.
@@ -13,6 +13,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from connectors.fhir.sink import FhirSink, FhirWriter
+from connectors.google_fit.source import TakeoutSource
+from connectors.google_fit.takeout import looks_like_takeout
 from connectors.healthkit.source import HealthKitExportSource, ProgressCallback
 from connectors.ndjson import NdjsonSink
 from flows.summarise import summarise
@@ -51,8 +53,12 @@ def get_flow(settings: ImportSettings, report: ImportReport | None = None,
     table = metrics()
     mapper = BatchMapper(table, ctx, settings.raw)
     flow = Dataflow("wearfhir_import")
-    source = HealthKitExportSource(settings.source, settings.patient, chunk_bytes=settings.chunk_bytes,
-                                   progress=progress, timezone=settings.timezone)
+    source: Any
+    if looks_like_takeout(settings.source):  # a Google Takeout "Fit" export, recognised by its content
+        source = TakeoutSource(settings.source, settings.patient, timezone=settings.timezone)
+    else:
+        source = HealthKitExportSource(settings.source, settings.patient, chunk_bytes=settings.chunk_bytes,
+                                       progress=progress, timezone=settings.timezone)
     items = op.input("read_export", flow, source)
     split = op.branch("split_samples", items, lambda item: isinstance(item, SampleBatch))
     keyed = op.key_on("key_patient_metric", split.trues, lambda b: batch_key(b.patient, b.metric))

@@ -417,3 +417,27 @@ def test_a_cut_stream_file_is_rejected_and_the_rest_still_lands(tmp_path: Path) 
     assert [(r.reason, r.vendor_type) for r in rejections] == [("unreadable stream file",
                                                                 "com.google.step_count.delta")]
     assert Counter(r.where for r in rejections) == Counter({"steps.json": 1})
+
+
+def test_wearfhir_import_recognises_a_takeout_and_writes_valid_fhir(tmp_path: Path) -> None:
+    """`wearfhir import DIR` on the real 2025 Takeout: recognised by content, height and weight as raw
+    Observations (175.26 cm, 49.214733 kg), the CSV steps as day summaries totalling the 25 days once."""
+    import json
+
+    from wearfhir.cli import main
+    from wearfhir.validate import validate_resource
+
+    out = tmp_path / "out"
+    assert main(["import", str(FIT / "takeout" / "2025-vivo-en-IN"), "--patient", "Patient/gfit", "--out",
+                 str(out), "--timezone", "Asia/Kolkata", "--no-progress"]) == 0
+    observations = [json.loads(line) for line in (out / "Observation.ndjson").read_text().splitlines()]
+    for obs in observations:
+        assert not validate_resource(obs), obs["id"]
+    values = {o["code"]["coding"][0]["code"]: o["valueQuantity"] for o in observations
+              if "valueQuantity" in o and "effectiveDateTime" in o}
+    assert values["8302-2"]["value"] == 175.26 and values["8302-2"]["code"] == "cm"  # body height
+    assert values["29463-7"]["value"] == 49.214733  # body weight
+    days = [o for o in observations if o["code"]["coding"][0]["code"] == "41950-7"
+            and o["effectivePeriod"]["start"].endswith("T00:00:00+05:30")
+            and o["effectivePeriod"]["end"].endswith("T00:00:00+05:30")]
+    assert len(days) == 25 and sum(o["valueQuantity"]["value"] for o in days) == 152635

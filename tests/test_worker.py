@@ -456,3 +456,39 @@ def test_a_batch_that_fails_to_process_is_dead_lettered_and_the_key_goes_on():
     out, _ = logic.on_item(WorkItem(SampleBatch(patient, "heart_rate", good, "America/New_York"), "value",
                                     "healthkit", "wearfhir:in:1", "6-0", "test"))
     assert out == [] and logic.snapshot().kept_samples == 3  # dense heart rate: kept for its windows, no raw
+
+
+HAE = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "health-auto-export"
+
+
+def test_re_sent_health_auto_export_buckets_replace_their_values(redis, fhir, tmp_path):
+    """Health Auto Export re-sends today's open buckets: a real body sent twice, then again with two buckets
+    changed, ends with the summaries of the changed body alone (slot identity), through `wearfhir enqueue`."""
+    import json
+
+    reset_streams(redis.url, SHARDS)
+    body = json.loads((HAE / "ivailop7-step-count-2021.json").read_text())
+    first = tmp_path / "day.json"
+    first.write_text(json.dumps(body))
+    points = body["data"]["metrics"][0]["data"]
+    points[1]["qty"], points[5]["qty"] = 40, 9.5  # the 00:51 and 01:16 buckets grew between two syncs
+    later = tmp_path / "day-later.json"
+    later.write_text(json.dumps(body))
+    resent, once = put_patient(fhir.base_url, "worker-hae-resent"), put_patient(fhir.base_url, "worker-hae-once")
+    for path, patient in ((first, resent), (first, resent), (later, resent), (later, once)):
+        assert main(["enqueue", str(path), "--patient", patient, "--redis", redis.url, "--timezone",
+                     "Europe/Sofia"]) == 0
+    recorder = run_until_idle(settings_for(redis.url, fhir.base_url))
+    assert recorder.registry.get_sample_value("wearfhir_worker_samples_replaced_total", {"metric": "steps"}) == 2
+
+    def summaries(patient: str) -> dict:
+        found = server_resources(fhir.base_url, "Observation", subject=patient)
+        assert set(identifier_counts(found).values()) <= {1}
+        return {(o["effectivePeriod"]["start"], o["effectivePeriod"]["end"]): o["valueQuantity"]["value"]
+                for o in found.values()}
+
+    assert summaries(resent) == summaries(once)
+    day = next(v for (start, end), v in summaries(once).items() if start.endswith("T00:00:00+02:00")
+               and end.endswith("T00:00:00+02:00"))
+    # steps are written as whole steps (metrics.toml decimals = 0): 127.218… → 127; with 25 and 7.28 it was 110
+    assert day == round(34 + 40 + 8.279676364935806 + 17.719295979506633 + 17.719295979506636 + 9.5) == 127

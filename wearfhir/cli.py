@@ -180,9 +180,12 @@ def _tune_gc() -> None:
 
 
 def flow_source_size(settings: object) -> int | None:
-    """Uncompressed size of the export's XML, for the progress bar total."""
+    """Uncompressed size of the export's XML, for the progress bar total (None for a Takeout: no bar total)."""
+    from connectors.google_fit.takeout import looks_like_takeout
     from connectors.healthkit.export_file import locate_export
 
+    if looks_like_takeout(settings.source):  # type: ignore[attr-defined]
+        return None
     return locate_export(settings.source).size  # type: ignore[attr-defined]
 
 
@@ -228,7 +231,6 @@ def _demo(args: argparse.Namespace) -> int:
 def _enqueue(args: argparse.Namespace) -> int:
     import redis
 
-    from connectors.healthkit.source import read_export
     from connectors.streams.producer import StreamProducer, default_producer_id
     from mappers.sample import Rejection, SampleBatch, SourceReport
     from wearfhir.settings import PATIENT_REFERENCE
@@ -247,10 +249,10 @@ def _enqueue(args: argparse.Namespace) -> int:
     zone = None
     started = time.perf_counter()
     try:
-        for item in read_export(args.source, args.patient, timezone=args.timezone):
+        for item, origin, identity in _enqueue_items(args):
             if isinstance(item, SampleBatch):
                 zone = item.timezone
-                producer.add(item.patient, item.samples, timezone=item.timezone, origin="healthkit")
+                producer.add(item.patient, item.samples, timezone=item.timezone, origin=origin, identity=identity)
             elif isinstance(item, Rejection):
                 rejections[item.reason] = rejections.get(item.reason, 0) + 1
             elif isinstance(item, SourceReport):
@@ -272,6 +274,32 @@ def _enqueue(args: argparse.Namespace) -> int:
         print("FAILED: no sample was read from the export", file=sys.stderr)
         return EXIT_INCOMPLETE
     return EXIT_OK
+
+
+def _enqueue_items(args: argparse.Namespace) -> Any:
+    """(item, origin, identity) from the file: an Apple Health export, a Google Takeout, or a Health Auto Export
+    JSON body (``.json``, ``.json.gz``: its re-sent buckets replace by slot)."""
+    from connectors.google_fit.takeout import looks_like_takeout, read_takeout
+    from connectors.healthkit.source import read_export
+
+    name = args.source.name.lower()
+    if name.endswith((".json", ".json.gz")):
+        import gzip
+
+        from connectors.healthkit.hae import normalize_hae
+
+        body = args.source.read_bytes()
+        result = normalize_hae(gzip.decompress(body) if name.endswith(".gz") else body, args.patient, args.timezone)
+        for batch in result.batches:
+            yield batch, "health_auto_export", result.identity.get(batch.metric, "slot")
+        for rejection in result.rejections:
+            yield rejection, "health_auto_export", "slot"
+    elif looks_like_takeout(args.source):
+        for item in read_takeout(args.source, args.patient, args.timezone):
+            yield item, "google_fit", "value"
+    else:
+        for item in read_export(args.source, args.patient, timezone=args.timezone):
+            yield item, "healthkit", "value"
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -417,8 +445,9 @@ def _parser() -> argparse.ArgumentParser:
     _fhir_flags(replay, required=True)
     replay.set_defaults(run=_dlq)
 
-    enq = sub.add_parser("enqueue", help="stream an Apple Health export into the worker's input streams (Redis)")
-    enq.add_argument("source", type=Path, help="export.zip or export.xml")
+    enq = sub.add_parser("enqueue", help="stream a file into the worker's input streams (Redis): an Apple Health "
+                                         "export, a Google Takeout (Fit) or a Health Auto Export JSON body")
+    enq.add_argument("source", type=Path, help="export.zip/.xml, a Takeout zip or folder, or an HAE .json[.gz]")
     enq.add_argument("--patient", required=True, help="the FHIR Patient the data belongs to, e.g. Patient/123")
     enq.add_argument("--redis", dest="redis_url", required=True, metavar="URL", help="redis://host:6379/0")
     enq.add_argument("--shards", type=int, help="input shards (set once per deployment; default: as set, else 16)")
