@@ -237,10 +237,7 @@ def _metric_from_row(key: str, row: dict[str, Any]) -> Metric:
 
 def load_metrics(text: str) -> dict[str, Metric]:
     """Parse and validate ``metrics.toml`` text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"metrics.toml: {exc}") from None
+    data = parse_toml(text, "metrics.toml")
     out = {key: _metric_from_row(key, row) for key, row in data.items()}
     seen: dict[tuple[str, str], str] = {}
     for metric in out.values():
@@ -257,12 +254,17 @@ def load_metrics(text: str) -> dict[str, Metric]:
     return out
 
 
+def parse_toml(text: str, name: str) -> dict[str, Any]:
+    """TOML text of a mapping table; a syntax error is a ConfigError naming the file."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 def load_healthkit(text: str, metric_table: dict[str, Metric]) -> HealthKitTable:
     """Parse and validate ``healthkit.toml`` text against the metric table."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"healthkit.toml: {exc}") from None
+    data = parse_toml(text, "healthkit.toml")
     units: dict[str, str] = data.get("units", {})
     for export_unit, ucum in units.items():
         if ucum not in KNOWN_UNITS:

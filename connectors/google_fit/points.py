@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import struct
-import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 from mappers.sample import DeviceInfo, Rejection, Sample, SourceInfo, epoch_times
-from mappers.tables import Metric, metrics
+from mappers.tables import Metric, metrics, parse_toml
 from mappers.units import conversion
 from mappers.zones import resolve_zone, zone_offset
 from wearfhir.errors import ConfigError
@@ -409,10 +408,7 @@ def _feed(name: str, row: Mapping[str, Any], types: Mapping[str, list[str]], tab
 
 def load_google_fit(text: str, metric_table: dict[str, Metric]) -> GoogleFitTable:
     """Parse and validate ``google_fit.toml`` text against the metric table; a bad row fails here, named."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"google_fit.toml: {exc}") from None
+    data = parse_toml(text, "google_fit.toml")
     types = data.get("types", {})
     feeds = {name: _feed(name, row, types, metric_table) for name, row in data.get("feeds", {}).items()}
     for feed in feeds.values():

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +32,7 @@ import orjson
 from connectors.healthkit.dates import DateWithoutOffsetError, parse_healthkit_date
 from connectors.healthkit.normalize import converted
 from mappers.sample import Rejection, Sample, SampleBatch, SourceInfo, epoch_times
-from mappers.tables import Metric, metrics
+from mappers.tables import Metric, metrics, parse_toml
 from mappers.units import KNOWN_UNITS, conversion
 from mappers.zones import resolve_zone, zone_offset
 from wearfhir.errors import ConfigError, TruncatedInputError, UnsupportedInputError
@@ -109,10 +108,7 @@ def _converts(from_unit: str, to_unit: str) -> bool:
 
 def load_hae_table(text: str, metric_table: dict[str, Metric]) -> HaeTable:
     """Parse and validate ``health_auto_export.toml`` text against the metric table; ConfigError names the row."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"health_auto_export.toml: {exc}") from None
+    data = parse_toml(text, "health_auto_export.toml")
     where0 = "health_auto_export.toml"
 
     def metric_of(key: Any, where: str) -> Metric:
