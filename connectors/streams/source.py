@@ -2,11 +2,12 @@
 
 No consumer group: Bytewax's recovery rewinds every partition and every key's state to one committed epoch,
 so the read position must live in that same snapshot (see ../shared/notes/bytewax-redis-worker.md §2). Reads
-never block (``next_batch`` must not); an empty read backs off, growing to ``idle_backoff``. At each snapshot
-the *previous* snapshot's id is published as committed (``wearfhir:committed``): that epoch has been committed,
-because a partition reads in epoch N only once everything before it was. The committed id drives lag metrics
-and trimming: ``XTRIM MINID`` only up to a committed id at least ``backup_seconds`` old (a restore from an older
-recovery backup must find its entries) and never past ``retain_seconds`` of history.
+never block (``next_batch`` must not); an empty read backs off, growing to ``idle_backoff``. The id of a snapshot
+is published as committed (``wearfhir:committed``) at the partition's first read after it: Bytewax lets a
+partition read in epoch N+1 only once everything up to epoch N has gone through the dataflow and been
+committed. The committed id drives lag metrics and trimming: ``XTRIM MINID`` only up to a committed id at least
+``backup_seconds`` old (a restore from an older recovery backup must find its entries) and never past
+``retain_seconds`` of history.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, PartitionState]):
         self._key = stream_key(shard)
         self._client = redis.Redis.from_url(source.redis_url, socket_timeout=10, socket_connect_timeout=5)
         self._state = state or PartitionState("0-0", 0)
-        self._committed: str | None = None  # published at the next snapshot (it is committed by then)
+        self._committed: str | None = None  # the last snapshot's id: committed once the partition may read again
+        self._commit_pending = False
         self._history: deque[tuple[float, str]] = deque()  # (wall time, committed id), for trimming
         self._delay = 0.0
         self._awake: datetime | None = None
@@ -117,6 +119,12 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, PartitionState]):
                       self._state.last_id)
 
     def next_batch(self) -> list[StreamEntry]:
+        if self._commit_pending:  # reading in epoch N+1 is allowed only once epoch N has committed
+            self._commit_pending = False
+            try:
+                self._publish()
+            except redis.RedisError as exc:
+                log.warning("shard %d: could not publish progress (%s)", self._shard, type(exc).__name__)
         if self._source.drain is not None and self._source.drain.requested:
             self._back_off(0.2)
             return []
@@ -157,17 +165,14 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, PartitionState]):
         if metrics is not None:
             metrics.epoch_time(now - self._last_snapshot)
         self._last_snapshot = now
-        try:
-            self._publish()
-        except redis.RedisError as exc:
-            log.warning("shard %d: could not publish progress (%s)", self._shard, type(exc).__name__)
         self._committed = self._state.last_id
+        self._commit_pending = True
         if self._source.drain is not None:
             self._source.drain.snapshotted(self._shard)
         return self._state
 
     def _publish(self) -> None:
-        """Publish the previous snapshot's id as committed, update lag, and trim what is safely behind."""
+        """Publish the last snapshot's id as committed, update lag, and trim what is safely behind."""
         committed = self._committed
         metrics = self._source.metrics
         if committed is not None and committed != "0-0":
