@@ -289,7 +289,7 @@ def load_healthkit(text: str, metric_table: dict[str, Metric]) -> HealthKitTable
                 raise ConfigError(f"healthkit.toml {where}: value code {code!r} not in metric {metric.key}")
         if metric.kind == "quantity":
             # every export unit this type can meet must convert to the metric's canonical unit
-            candidates = set(overrides.values()) or {u for u in units.values() if _converts(u, metric.unit)}
+            candidates = set(overrides.values()) or {u for u in units.values() if converts(u, metric.unit)}
             if not candidates:
                 raise ConfigError(f"healthkit.toml {where}: no export unit converts to {metric.unit!r}")
         cgm_metric = row.get("cgm_metric")
@@ -343,7 +343,8 @@ def load_healthkit(text: str, metric_table: dict[str, Metric]) -> HealthKitTable
     )
 
 
-def _converts(from_unit: str, to_unit: str) -> bool:
+def converts(from_unit: str, to_unit: str) -> bool:
+    """Whether a value in ``from_unit`` can be converted to ``to_unit`` (mappers.units)."""
     try:
         conversion(from_unit, to_unit)
     except ConfigError:

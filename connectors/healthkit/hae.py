@@ -32,7 +32,7 @@ import orjson
 from connectors.healthkit.dates import DateWithoutOffsetError, parse_healthkit_date
 from connectors.healthkit.normalize import converted
 from mappers.sample import Rejection, Sample, SampleBatch, SourceInfo, epoch_times
-from mappers.tables import Metric, metrics, parse_toml
+from mappers.tables import Metric, converts, metrics, parse_toml
 from mappers.units import KNOWN_UNITS, conversion
 from mappers.zones import resolve_zone, zone_offset
 from wearfhir.errors import ConfigError, TruncatedInputError, UnsupportedInputError
@@ -98,14 +98,6 @@ class HaeTable:
         return self.default_distance
 
 
-def _converts(from_unit: str, to_unit: str) -> bool:
-    try:
-        conversion(from_unit, to_unit)
-    except ConfigError:
-        return False
-    return True
-
-
 def load_hae_table(text: str, metric_table: dict[str, Metric]) -> HaeTable:
     """Parse and validate ``health_auto_export.toml`` text against the metric table; ConfigError names the row."""
     data = parse_toml(text, "health_auto_export.toml")
@@ -150,7 +142,7 @@ def load_hae_table(text: str, metric_table: dict[str, Metric]) -> HaeTable:
             if target.kind == "panel":
                 continue
             candidates = {*overrides.values(), *units.values()}
-            if not any(_converts(u, target.unit) for u in candidates):
+            if not any(converts(u, target.unit) for u in candidates):
                 raise ConfigError(f"{where0} {where}: no HAE unit converts to {target.unit!r}")
         for code in values.values():
             if code not in metric.codes:
