@@ -67,7 +67,7 @@ class LiveKey:
         self.metric = metric
         self.settings = settings
         self.acc = SummaryAccumulator(spec) if spec.windows else None
-        self.filter = HorizonFilter()
+        self.filter = HorizonFilter(bucket_seconds=HOUR)  # forgotten hour by hour: memory follows the horizon
         self.boundary = float("-inf")  # samples starting before this are late: their windows are gone
         self.last_old_sample = float("-inf")  # wall clock when a sample for a window past the horizon last came
         self.last_evict = float("-inf")
@@ -136,7 +136,7 @@ class LiveKey:
         cost nothing)."""
         times = [t for t in (self.next_flush, self.acc.next_close() if self.acc is not None else None)
                  if t is not None]
-        if (self.acc is not None and self.acc.kept_samples) or self.filter.days or self.filter.slots:
+        if (self.acc is not None and self.acc.kept_samples) or self.filter.buckets or self.filter.slots:
             times.append(max(self.last_evict + self.settings.evict_every, now))
         return min(times) if times else None
 

@@ -225,29 +225,31 @@ _DAY = 86400.0
 
 
 class HorizonFilter:
-    """The worker's duplicate filter: :class:`SampleFilter`\\ s per UTC day of the samples' starts, so the days
-    before a boundary can be forgotten (``evict``) once the windows they fed are gone; memory stays bounded by
-    the state horizon instead of growing with every sample ever seen.
+    """The worker's duplicate filter: :class:`SampleFilter`\\ s per bucket of the samples' starts (UTC days by
+    default; the worker's keys use hours), so the buckets before a boundary can be forgotten (``evict``) once the
+    windows they fed are gone; memory stays bounded by the state horizon instead of growing with every sample ever
+    seen.
 
     ``identity="slot"`` (sources that re-send a still-open bucket with a newer value): a slot (type, source,
     start, end) holds one value; a sample of a known slot with another value *replaces* it and is returned in
     ``replaced``, so the caller can take the old value out of its windows.
     """
 
-    def __init__(self) -> None:
-        self.days: dict[int, SampleFilter] = {}
-        self.slots: dict[int, dict[int, int]] = {}  # slot identity: day → slot key → value key
+    def __init__(self, bucket_seconds: float = _DAY) -> None:
+        self.bucket_seconds = bucket_seconds  # samples are remembered per bucket of their start (UTC days by default)
+        self.buckets: dict[int, SampleFilter] = {}
+        self.slots: dict[int, dict[int, int]] = {}  # slot identity: bucket → slot key → value key
 
     def __deepcopy__(self, memo: dict[int, object]) -> HorizonFilter:
-        twin = HorizonFilter()
-        twin.days = {day: f.__deepcopy__(memo) for day, f in self.days.items()}
+        twin = HorizonFilter(self.bucket_seconds)
+        twin.buckets = {day: f.__deepcopy__(memo) for day, f in self.buckets.items()}
         twin.slots = {day: dict(slots) for day, slots in self.slots.items()}
         return twin
 
     @property
     def remembered(self) -> int:
         """How many sample identities are held."""
-        return sum(f.keys.seen for f in self.days.values()) + sum(len(s) for s in self.slots.values())
+        return sum(f.keys.seen for f in self.buckets.values()) + sum(len(s) for s in self.slots.values())
 
     def filter(self, samples: list[Sample], identity: str = "value") -> tuple[FilterResult, list[Sample]]:
         """(the new samples with the counts, the kept samples that replace an earlier value of their slot)."""
@@ -255,14 +257,14 @@ class HorizonFilter:
             return self._filter_slots(samples)
         by_day: dict[int, list[int]] = {}
         for i, s in enumerate(samples):
-            by_day.setdefault(int(s.start_epoch // _DAY), []).append(i)
+            by_day.setdefault(int(s.start_epoch // self.bucket_seconds), []).append(i)
         if len(by_day) == 1:
             day = next(iter(by_day))
-            return self.days.setdefault(day, SampleFilter()).filter(samples), []
+            return self.buckets.setdefault(day, SampleFilter()).filter(samples), []
         keep = [False] * len(samples)
         duplicates = same_slot = 0
         for day, rows in by_day.items():
-            part = self.days.setdefault(day, SampleFilter()).filter([samples[i] for i in rows])
+            part = self.buckets.setdefault(day, SampleFilter()).filter([samples[i] for i in rows])
             duplicates += part.duplicates
             same_slot += part.same_slot
             # part.kept is the day's rows that were kept, in order: match them by position, not by id(), which
@@ -279,7 +281,7 @@ class HorizonFilter:
         latest: dict[int, tuple[int, int, Sample]] = {}  # slot → (value key, day, the batch's last sample of it)
         slots, values = slot_keys(samples).tolist(), _value_checksums(samples).tolist()
         for s, slot, value in zip(samples, slots, values, strict=True):
-            latest[slot] = (value, int(s.start_epoch // _DAY), s)
+            latest[slot] = (value, int(s.start_epoch // self.bucket_seconds), s)
         kept, replaced = [], []
         for slot, (value, day, sample) in latest.items():
             slots = self.slots.setdefault(day, {})
@@ -296,6 +298,6 @@ class HorizonFilter:
 
     def evict(self, boundary: float) -> None:
         """Forget the days that end at or before ``boundary`` (epoch seconds)."""
-        for store in (self.days, self.slots):
-            for day in [d for d in store if (d + 1) * _DAY <= boundary]:
+        for store in (self.buckets, self.slots):
+            for day in [d for d in store if (d + 1) * self.bucket_seconds <= boundary]:
                 del store[day]

@@ -229,7 +229,7 @@ def test_idle_keys_arm_no_timer_and_new_samples_arm_one_flush_every_later() -> N
     assert key.flush(now + HOUR) is None and key.kept_samples == 3
     assert key.next_wake(now + HOUR) == now + 2 * HOUR
     assert key.flush(now + 2 * HOUR) is None
-    assert key.kept_samples == 0 and not key.filter.days
+    assert key.kept_samples == 0 and not key.filter.buckets
     assert key.next_wake(now + 2 * HOUR) is None  # nothing left: no timer
 
 
@@ -374,8 +374,8 @@ def test_state_past_the_horizon_is_evicted_and_samples_for_it_come_back_late() -
     key.add(batch("heart_rate", d1 + d2 + d3), now)
     key.flush(now + 30)
     assert key.kept_samples == 5 and key.boundary == float("-inf")
-    # UTC days of the starts: Mar 4 (d1 10:00 EST), Mar 5 (d1 22:00, d2 10:00), Mar 6 (d2 22:30, d3)
-    assert set(key.filter.days) == {day_number(date(2024, 3, d)) for d in (4, 5, 6)}
+    # the duplicate filter remembers samples per UTC hour of their start (LiveKey: hour buckets)
+    assert set(key.filter.buckets) == {int(s.start_epoch // HOUR) for s in d1 + d2 + d3}
 
     evict_at = local(2024, 3, 7, 1).timestamp()  # 2 days after 01:00 Mar 5: Mar 4 has ended more than 2 days ago
     assert statuses(key.flush(evict_at)) == {("hour", hour_key(utc(2024, 3, 6, 14))): "final"}  # d3's 09:00
@@ -383,8 +383,8 @@ def test_state_past_the_horizon_is_evicted_and_samples_for_it_come_back_late() -
     assert key.kept_samples == 3
     assert key.acc is not None and day_number(date(2024, 3, 4)) not in key.acc._folds["day"].keys.tolist()
     assert key.acc._folds["hour"].keys.min() >= hour_key(utc(2024, 3, 5, 5))
-    assert set(key.filter.days) == {day_number(date(2024, 3, 5)), day_number(date(2024, 3, 6))}  # a UTC day ends
-    # at 00:00 UTC: Mar 4's ended before the boundary, Mar 5's still holds d2's sample
+    # every hour that ended by the boundary (05:00 UTC Mar 5) is forgotten: d1's, including 22:00 EST (03:00 UTC)
+    assert set(key.filter.buckets) == {int(s.start_epoch // HOUR) for s in d2 + d3}
 
     late = sample("heart_rate", 99.0, local(2024, 3, 4, 12))
     accepted = key.add(batch("heart_rate", [late, d1[1]]), evict_at + 60)
@@ -506,7 +506,7 @@ def test_the_horizon_filter_keeps_what_a_per_day_set_model_calls_new(ops) -> Non
             for model in (seen, held):
                 for day in [d for d in model if (d + 1) * DAY <= arg]:
                     del model[day]
-            assert all((d + 1) * DAY > arg for d in [*value.days, *slot.slots])
+            assert all((d + 1) * DAY > arg for d in [*value.buckets, *slot.slots])
             continue
         samples = [POOL[i] if how == "same" else POOL[i]._replace() for i in arg]
         ids = [(slot_key(s), s.value) for s in samples]
@@ -539,7 +539,7 @@ def test_the_horizon_filter_keeps_what_a_per_day_set_model_calls_new(ops) -> Non
         assert [(slot_key(s), s.value) for s in result.kept] == kept
         assert sorted((slot_key(s), s.value) for s in replaced) == sorted(swapped)
         assert result.duplicates == len(samples) - len(kept)
-    assert set(value.days) == set(seen) and value.remembered == sum(len(v) for v in seen.values())
+    assert set(value.buckets) == set(seen) and value.remembered == sum(len(v) for v in seen.values())
     assert {d for d, s in slot.slots.items() if s} == {d for d, s in held.items() if s}
 
 
@@ -607,6 +607,6 @@ def test_a_key_without_windows_forgets_old_identities_and_never_calls_samples_la
     assert key.add(batch("heart_rate", old), now).duplicates == 5
     later = utc(2024, 3, 10)
     key.flush(later)
-    assert not key.filter.days and key.next_wake(later) is None
+    assert not key.filter.buckets and key.next_wake(later) is None
     again = key.add(batch("heart_rate", old), later)
     assert len(again.kept) == 5 and not again.late
