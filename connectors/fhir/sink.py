@@ -85,9 +85,13 @@ class FhirWriter:
                 self.dead_lettered += self.dead_letters.add(letters)
             self.result.add(result)
 
+    def _transact(self, resources: list[Resource]) -> BundleResult:
+        """One transaction (subclasses decide what an outage beyond the client's retry budget does)."""
+        return self.client.transaction(resources)
+
     def _send(self, resources: list[Resource]) -> None:
         try:
-            result = self.client.transaction(resources)
+            result = self._transact(resources)
             self._absorb(result)
         except BaseException as exc:  # surfaced to the flow on the next call
             with self._lock:
@@ -107,7 +111,7 @@ class FhirWriter:
         if not new:
             return
         self._check()
-        result = self.client.transaction(new)
+        result = self._transact(new)
         self._absorb(result)
         self._written_devices.update(d["id"] for d in new)
 

@@ -16,7 +16,6 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Iterable
 from concurrent.futures import Future, wait
 from typing import Any
 
@@ -115,14 +114,6 @@ class LiveFhirWriter(FhirWriter):
             self._slots.release()
 
     # -- input ----------------------------------------------------------------------------------------------
-    def write_devices(self, devices: Iterable[Resource]) -> None:
-        new = [d for d in devices if d["id"] not in self._written_devices]
-        if not new:
-            return
-        self._check()
-        self._absorb(self._transact(new))
-        self._written_devices.update(d["id"] for d in new)
-
     def _send_lingering(self) -> None:
         """Send a partial Bundle once it has waited ``linger`` seconds: resources reach the server in well under a
         second at any input rate, not only when a Bundle fills up or the epoch ends."""
