@@ -73,6 +73,16 @@ class Metric:
     bands: tuple[float, ...] = ()
     source_priority: tuple[str, ...] = DEFAULT_SOURCE_PRIORITY
 
+    def plausible(self, value: float) -> bool:
+        """Whether a value (in the canonical unit) lies within the metric's plausible range, if it has one."""
+        bounds = self.value_range
+        return bounds is None or bounds[0] <= value <= bounds[1]
+
+    def range_text(self, written_unit: str) -> str:
+        """The rejection detail for an implausible value converted from ``written_unit`` (bounds, never the value)."""
+        low, high = self.value_range or (float("-inf"), float("inf"))
+        return f"{self.display} must be within {low:g}-{high:g} {self.unit} after conversion from {written_unit!r}"
+
     def summary_codings(self, window: str) -> tuple[tuple[Coding, ...], str, str]:
         """(codings, UCUM unit, unit text) of a summary for ``window``: daily totals may have their own code."""
         if window == "day" and self.daily is not None:

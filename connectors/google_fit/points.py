@@ -334,9 +334,7 @@ class FitPointParser:
         if feed.float32 and isinstance(number, float):
             number = float32_shortest(number)
         value = _converted(number, feed.factor, feed.offset)
-        metric = self._metrics[metric_key]
-        bounds = metric.value_range
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        if not self._metrics[metric_key].plausible(value):
             return "value out of plausible range"
         return value
 

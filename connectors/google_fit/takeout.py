@@ -515,8 +515,7 @@ class _Reader:
         first, last, _ = epoch_times(start, end)
         value: float = int(number) if number.is_integer() and "." not in cell else number
         metric = self.metrics[feed.metric]
-        bounds = metric.value_range
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        if not metric.plausible(value):
             return Rejection(ORIGIN, "value out of plausible range", where, feed.data_type, metric.display)
         self.parser.records_by_type[f"{feed.data_type} (daily CSV)"] += 1
         return Sample(

@@ -326,11 +326,8 @@ class _Run:
             self.reject("unknown unit", where, spec.name, conv)
             return None
         value = converted(raw, *conv)
-        bounds = metric.value_range
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            self.reject("value out of plausible range", where, spec.name,
-                        f"{metric.display} must be within {bounds[0]:g}-{bounds[1]:g} {metric.unit} after "
-                        f"conversion from {key[1]!r}")
+        if not metric.plausible(value):
+            self.reject("value out of plausible range", where, spec.name, metric.range_text(key[1]))
             return None
         return value
 

@@ -241,11 +241,8 @@ class HealthKitNormalizer:
             value = converted(value, factor, offset)
         elif raw.isascii() and raw.isdigit():
             value = int(raw)  # type: ignore[assignment]
-        bounds = metric.value_range
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            self._reject("value out of plausible range", line, spec.identifier,
-                         f"{metric.display} must be within {bounds[0]:g}-{bounds[1]:g} {metric.unit} "
-                         f"after conversion from {unit!r}")
+        if not metric.plausible(value):
+            self._reject("value out of plausible range", line, spec.identifier, metric.range_text(unit))
             return None
         return value
 
